@@ -1,0 +1,260 @@
+//! A small stateful MCP server for the crate's tests, benches and examples.
+//!
+//! Included by path (`#[path = "..."] mod test_server;`) from examples and
+//! integration tests alike, so it uses no `crate::` paths, and not every
+//! includer uses every item.
+#![allow(dead_code)]
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rmcp::{
+    RoleServer, ServerHandler, ServiceExt,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{Implementation, ServerCapabilities, ServerConfig},
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    /// Text to send back unchanged.
+    pub text: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SleepArgs {
+    /// How long to sleep, in milliseconds.
+    pub ms: u64,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EnvArgs {
+    /// Name of the environment variable to read.
+    pub name: String,
+}
+
+/// MCP server whose `increment` counter lives as long as the instance, so a
+/// client can tell whether two calls reached the same session.
+#[derive(Debug, Clone)]
+pub struct TestServer {
+    counter: Arc<AtomicU64>,
+    // Built once: `#[tool_handler]` would otherwise rebuild it on every call.
+    tool_router: ToolRouter<Self>,
+}
+
+impl TestServer {
+    pub fn new() -> Self {
+        Self {
+            counter: Arc::new(AtomicU64::new(0)),
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+impl Default for TestServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[tool_router]
+impl TestServer {
+    #[tool(description = "Increment this server's counter and return the new value")]
+    fn increment(&self) -> String {
+        (self.counter.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+    }
+
+    #[tool(description = "Return the given text")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Sleep for `ms` milliseconds; stops early if the request is cancelled")]
+    async fn sleep(
+        &self,
+        Parameters(SleepArgs { ms }): Parameters<SleepArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, String> {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => Ok("slept".to_owned()),
+            () = context.ct.cancelled() => Err("cancelled".to_owned()),
+        }
+    }
+
+    #[tool(description = "Return the server's process id")]
+    fn pid(&self) -> String {
+        std::process::id().to_string()
+    }
+
+    #[tool(description = "Exit the server process at once with code 1, without replying")]
+    fn crash(&self) -> String {
+        std::process::exit(1)
+    }
+
+    #[tool(description = "Spawn a detached `sleep 300` grandchild and return its pid")]
+    fn spawn_child(&self) -> Result<String, String> {
+        // Null stdio so the grandchild holds none of the server's pipes: the
+        // client must see EOF on them as soon as the server itself dies.
+        let child = Command::new("sleep")
+            .arg("300")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn sleep: {e}"))?;
+        // Dropping a std Child neither waits for nor kills it.
+        Ok(child.id().to_string())
+    }
+
+    #[tool(description = "Return the value of an environment variable, or \"<unset>\"")]
+    fn env(&self, Parameters(EnvArgs { name }): Parameters<EnvArgs>) -> String {
+        std::env::var_os(&name).map_or_else(
+            || "<unset>".to_owned(),
+            |value| value.to_string_lossy().into_owned(),
+        )
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for TestServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new("mcp-session-pool-test-server", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// Starts a [`TestServer`] on an in-memory pipe and returns the client end.
+///
+/// Must be called inside a Tokio runtime. The server stops when the client end
+/// is dropped.
+pub fn spawn_in_process() -> tokio::io::DuplexStream {
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(service) = TestServer::new().serve(server_end).await {
+            let _ = service.waiting().await;
+        }
+    });
+    client_end
+}
+
+/// Misbehaviours of the stdio server, selected by command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--pid-file PATH`: append the server's pid to PATH at startup.
+    pub pid_file: Option<PathBuf>,
+    /// `--ignore-eof`: keep running after stdin closes.
+    pub ignore_eof: bool,
+    /// `--no-initialize`: never read stdin or answer anything.
+    pub no_initialize: bool,
+    /// `--exit-before-initialize`: exit with code 2 before reading stdin.
+    pub exit_before_initialize: bool,
+    /// `--garbage-stdout`: answer the first line with non-JSON-RPC output, then exit 3.
+    pub garbage_stdout: bool,
+    /// `--stderr-flood BYTES`: write BYTES of log lines to stderr before serving.
+    pub stderr_flood: Option<usize>,
+}
+
+impl Options {
+    /// Parses the flags documented on the fields; panics on anything else so a
+    /// typo in a test fails loudly instead of silently testing the wrong thing.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Self {
+        let mut opts = Self::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--pid-file" => {
+                    let path = args.next().expect("--pid-file needs a PATH");
+                    opts.pid_file = Some(PathBuf::from(path));
+                }
+                "--ignore-eof" => opts.ignore_eof = true,
+                "--no-initialize" => opts.no_initialize = true,
+                "--exit-before-initialize" => opts.exit_before_initialize = true,
+                "--garbage-stdout" => opts.garbage_stdout = true,
+                "--stderr-flood" => {
+                    let bytes = args.next().expect("--stderr-flood needs BYTES");
+                    let bytes = bytes
+                        .parse()
+                        .unwrap_or_else(|e| panic!("--stderr-flood {bytes:?}: {e}"));
+                    opts.stderr_flood = Some(bytes);
+                }
+                other => panic!("test_server: unknown argument {other:?}"),
+            }
+        }
+        opts
+    }
+}
+
+/// Runs a [`TestServer`] on stdin/stdout, misbehaving as `opts` asks.
+pub async fn run_stdio(opts: Options) {
+    let pid = std::process::id();
+    if let Some(path) = &opts.pid_file {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open pid file {}: {e}", path.display()));
+        // One small O_APPEND write, so concurrent servers never interleave.
+        file.write_all(format!("{pid}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write pid file {}: {e}", path.display()));
+    }
+    eprintln!("test_server: started pid {pid}");
+
+    if opts.exit_before_initialize {
+        std::process::exit(2);
+    }
+    if opts.no_initialize {
+        std::future::pending::<()>().await;
+    }
+    if opts.garbage_stdout {
+        let mut first_line = String::new();
+        let _ = tokio::io::BufReader::new(tokio::io::stdin())
+            .read_line(&mut first_line)
+            .await;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(b"this is not json\n{\"hello\":\"world\"}\n\x00\x01garbage\n");
+        let _ = stdout.flush();
+        std::process::exit(3);
+    }
+    if let Some(bytes) = opts.stderr_flood {
+        // Blocking on purpose: if the client does not drain stderr, the server
+        // stalls here once the pipe fills and never answers `initialize`.
+        let line = format!("{}\n", "x".repeat(100));
+        let mut stderr = std::io::stderr().lock();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(line.len());
+            stderr
+                .write_all(&line.as_bytes()[line.len() - n..])
+                .expect("write stderr flood");
+            left -= n;
+        }
+    }
+
+    match TestServer::new()
+        .serve(rmcp::transport::stdio_pipes())
+        .await
+    {
+        Ok(service) => {
+            let _ = service.waiting().await;
+        }
+        Err(e) if !opts.ignore_eof => {
+            eprintln!("test_server: initialize failed: {e}");
+            std::process::exit(1);
+        }
+        Err(_) => {}
+    }
+    if opts.ignore_eof {
+        std::future::pending::<()>().await;
+    }
+}

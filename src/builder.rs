@@ -1,0 +1,137 @@
+//! Pool settings and their builder.
+
+use std::time::Duration;
+
+use crate::{Error, SessionPool};
+
+/// Where the pool runs its owner tasks and the MCP sessions' own tasks.
+///
+/// A session lives exactly as long as the runtime that hosts its tasks, so
+/// this decides which callers can keep a session across calls.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum OwnerRuntime {
+    /// A multi-threaded runtime owned by the pool, on its own named threads,
+    /// shut down when the last pool handle is dropped. Sessions survive every
+    /// calling context: a long-lived runtime, a fresh `Runtime::block_on` per
+    /// call, or plain threads through the blocking API. The default.
+    #[default]
+    Dedicated,
+    /// A runtime the application keeps alive. It must outlive the pool's use.
+    Handle(tokio::runtime::Handle),
+    /// The runtime of the caller that creates each session: lowest latency,
+    /// but a session dies with that runtime. The pool notices and makes a
+    /// new session on the next call, with a `warn` event.
+    Caller,
+}
+
+/// Settings of a [`SessionPool`], with their defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolConfig {
+    pub(crate) max_sessions: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) owner_runtime: OwnerRuntime,
+    pub(crate) dedicated_threads: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 256,
+            connect_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            owner_runtime: OwnerRuntime::Dedicated,
+            dedicated_threads: 2,
+        }
+    }
+}
+
+/// Builds a [`SessionPool`]. Create one with [`SessionPool::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_session_pool::SessionPool;
+///
+/// let pool = SessionPool::builder()
+///     .max_sessions(64)
+///     .connect_timeout(Duration::from_secs(10))
+///     .close_timeout(Duration::from_secs(2))
+///     .build()?;
+/// # Ok::<(), mcp_session_pool::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `.build()` is called"]
+pub struct Builder {
+    config: PoolConfig,
+}
+
+impl Builder {
+    /// Bound on sessions, established and being created, across all keys.
+    /// At the bound, the least recently used session is closed to make room.
+    ///
+    /// Defaults to 256. Must be at least 1.
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.config.max_sessions = max;
+        self
+    }
+
+    /// One deadline for starting the server, connecting and the MCP
+    /// `initialize` handshake. A server that misses it is killed.
+    ///
+    /// Defaults to 30 seconds. Must be non-zero.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Bound on each teardown. A stdio server gets half of it to exit after
+    /// its stdin closes, then `SIGTERM` and the other half, then `SIGKILL`.
+    ///
+    /// Defaults to 5 seconds. Must be non-zero.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Where sessions live; see [`OwnerRuntime`].
+    ///
+    /// Defaults to [`OwnerRuntime::Dedicated`].
+    pub fn owner_runtime(mut self, runtime: OwnerRuntime) -> Self {
+        self.config.owner_runtime = runtime;
+        self
+    }
+
+    /// Worker threads of the [`OwnerRuntime::Dedicated`] runtime.
+    ///
+    /// Defaults to 2. Must be at least 1.
+    pub fn dedicated_threads(mut self, threads: usize) -> Self {
+        self.config.dedicated_threads = threads;
+        self
+    }
+
+    /// Checks the settings and builds the pool. With
+    /// [`OwnerRuntime::Dedicated`] this starts the pool's runtime threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero bound, timeout or thread count;
+    /// [`Error::Runtime`] if the dedicated runtime cannot start.
+    pub fn build(self) -> Result<SessionPool, Error> {
+        let c = &self.config;
+        let invalid = |reason| Err(Error::InvalidConfig { reason });
+        if c.max_sessions == 0 {
+            return invalid("max_sessions must be at least 1");
+        }
+        if c.connect_timeout.is_zero() {
+            return invalid("connect_timeout must be non-zero");
+        }
+        if c.close_timeout.is_zero() {
+            return invalid("close_timeout must be non-zero");
+        }
+        if c.dedicated_threads == 0 {
+            return invalid("dedicated_threads must be at least 1");
+        }
+        SessionPool::from_config(self.config)
+    }
+}

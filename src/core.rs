@@ -1,0 +1,158 @@
+//! State shared by the pool handles and the owner tasks. Owner tasks hold it
+//! strongly; it has no `Drop` logic, so an owner can never be the one that
+//! shuts the pool down.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Session,
+    builder::PoolConfig,
+    key::SessionKey,
+    registry::{Live, OwnerLink, Registry},
+};
+
+pub(crate) struct Core {
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) config: PoolConfig,
+    /// Woken whenever a slot frees up or a session becomes evictable.
+    pub(crate) slot_freed: Notify,
+    /// Parent of every session's close signal: cancelled when the pool drops.
+    pub(crate) root: CancellationToken,
+    pub(crate) owners: OwnerCount,
+    next_generation: AtomicU64,
+}
+
+impl Core {
+    pub(crate) fn new(config: PoolConfig) -> Self {
+        Self {
+            registry: Mutex::new(Registry::new()),
+            config,
+            slot_freed: Notify::new(),
+            root: CancellationToken::new(),
+            owners: OwnerCount::default(),
+            next_generation: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Moves a finished creation from in-flight to live, unless it was closed
+    /// meanwhile (its slot is gone or belongs to a later generation).
+    pub(crate) fn promote(&self, key: &SessionKey, session: Session, link: OwnerLink) -> bool {
+        let promoted = {
+            let mut reg = self.registry.lock();
+            let k: &dyn crate::key::KeyView = key;
+            match reg.inflight.get(k) {
+                Some(p) if p.link.generation == link.generation => {
+                    reg.inflight.remove(k);
+                    reg.live.push(key.clone(), Live { session, link });
+                    true
+                }
+                _ => false,
+            }
+        };
+        // A live session can be evicted, an in-flight one cannot.
+        self.slot_freed.notify_waiters();
+        promoted
+    }
+
+    /// Removes `key`'s slot if it still belongs to `generation`.
+    pub(crate) fn remove(&self, key: &SessionKey, generation: u64) {
+        let removed = self.registry.lock().remove_generation(key, generation);
+        if removed {
+            self.slot_freed.notify_waiters();
+        }
+    }
+}
+
+/// How many owner tasks exist, so that sync code can wait for all of them
+/// to finish without a runtime.
+#[derive(Default)]
+pub(crate) struct OwnerCount {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl OwnerCount {
+    pub(crate) fn add(&self) {
+        *self.count.lock() += 1;
+    }
+
+    pub(crate) fn sub(&self) {
+        let mut n = self.count.lock();
+        *n -= 1;
+        if *n == 0 {
+            self.zero.notify_all();
+        }
+    }
+
+    /// Blocks the thread until no owner task is left, or `limit` passes.
+    /// Returns whether none is left.
+    pub(crate) fn wait_zero(&self, limit: Duration) -> bool {
+        let mut n = self.count.lock();
+        let deadline = std::time::Instant::now() + limit;
+        while *n > 0 {
+            if self.zero.wait_until(&mut n, deadline).timed_out() {
+                return *n == 0;
+            }
+        }
+        true
+    }
+}
+
+/// Lives inside an owner task's future. However the task ends, returning,
+/// failing or dropped with its runtime, this frees the task's slot, counts it
+/// out and tells closers it is done.
+pub(crate) struct OwnerGuard {
+    pub(crate) core: Arc<Core>,
+    pub(crate) key: SessionKey,
+    pub(crate) link: OwnerLink,
+    finished: bool,
+}
+
+impl OwnerGuard {
+    /// Counts a new owner in; call before spawning it.
+    pub(crate) fn new(core: Arc<Core>, key: SessionKey, link: OwnerLink) -> Self {
+        core.owners.add();
+        Self {
+            core,
+            key,
+            link,
+            finished: false,
+        }
+    }
+
+    /// The owner ran to its end (as opposed to being dropped with its runtime).
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for OwnerGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::warn!(
+                server = %self.key.server,
+                scope = %self.key.scope,
+                generation = self.link.generation,
+                "session lost: its owner task was dropped, most likely because the runtime \
+                 hosting it shut down; the next call creates a new session"
+            );
+        }
+        self.core.remove(&self.key, self.link.generation);
+        self.link.done.cancel();
+        self.core.owners.sub();
+    }
+}

@@ -1,0 +1,139 @@
+//! The crate's one error type.
+
+use std::{sync::Arc, time::Duration};
+
+/// Everything that can go wrong when getting a session from a [`SessionPool`].
+///
+/// Every variant that concerns a session names its `server` and `scope`, so a
+/// log line or an error shown to a model says which session failed. Sources
+/// are held in an [`Arc`] so that one failed creation can be handed, as the
+/// same error, to every caller that waited on it: the error is `Clone`.
+///
+/// [`SessionPool`]: crate::SessionPool
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server process could not be started (command not found, not
+    /// executable, bad working directory, ...).
+    #[error("failed to start MCP server `{server}` for scope `{scope}`: {source}")]
+    Spawn {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+
+    /// The transport could not be opened or the MCP `initialize` handshake
+    /// failed (the server exited, closed its output, or answered wrongly).
+    #[error("failed to connect to MCP server `{server}` for scope `{scope}`: {source}")]
+    Connect {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// What failed: a transport error or rmcp's initialize error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Spawn, connect and `initialize` together took longer than the pool's
+    /// connect timeout. The server was killed.
+    #[error(
+        "MCP server `{server}` for scope `{scope}` did not finish initializing within {timeout:?}"
+    )]
+    ConnectTimeout {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// The connect timeout that elapsed.
+        timeout: Duration,
+    },
+
+    /// The session was closed (by a `close_*` call or by dropping the pool)
+    /// while it was still being created.
+    #[error("session for MCP server `{server}` and scope `{scope}` was closed while connecting")]
+    ClosedWhileConnecting {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+    },
+
+    /// Every slot of the pool stayed taken by sessions that could not be
+    /// evicted (all still being created) for the whole connect timeout.
+    #[error(
+        "no free slot for MCP server `{server}` and scope `{scope}`: all {max_sessions} sessions were being created for {waited:?}"
+    )]
+    PoolFull {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// The pool's `max_sessions`.
+        max_sessions: usize,
+        /// How long the caller waited for a slot.
+        waited: Duration,
+    },
+
+    /// The pool was closed with [`SessionPool::close`](crate::SessionPool::close),
+    /// or the runtime that hosts its sessions has shut down.
+    #[error("session pool is closed (MCP server `{server}`, scope `{scope}`)")]
+    PoolClosed {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+    },
+
+    /// The blocking API was called where it cannot block safely.
+    #[error("blocking call not allowed here: {reason}")]
+    BlockingNotAllowed {
+        /// Why the call would deadlock or panic, and what to use instead.
+        reason: &'static str,
+    },
+
+    /// The pool's dedicated runtime could not be started.
+    #[error("failed to start the session pool's runtime: {source}")]
+    Runtime {
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+
+    /// [`Builder::build`](crate::Builder::build) rejected a setting.
+    #[error("invalid pool configuration: {reason}")]
+    InvalidConfig {
+        /// Which setting is wrong and why.
+        reason: &'static str,
+    },
+}
+
+impl Error {
+    /// The server name of the session this error concerns, if any.
+    pub fn server(&self) -> Option<&str> {
+        self.key().map(|(server, _)| server)
+    }
+
+    /// The scope of the session this error concerns, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.key().map(|(_, scope)| scope)
+    }
+
+    fn key(&self) -> Option<(&str, &str)> {
+        match self {
+            Error::Spawn { server, scope, .. }
+            | Error::Connect { server, scope, .. }
+            | Error::ConnectTimeout { server, scope, .. }
+            | Error::ClosedWhileConnecting { server, scope }
+            | Error::PoolFull { server, scope, .. }
+            | Error::PoolClosed { server, scope } => Some((server, scope)),
+            Error::BlockingNotAllowed { .. }
+            | Error::Runtime { .. }
+            | Error::InvalidConfig { .. } => None,
+        }
+    }
+}

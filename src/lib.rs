@@ -1,0 +1,29 @@
+//! Persistent MCP client sessions, one per `(server, scope)` key.
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod builder;
+mod config;
+mod core;
+mod error;
+mod key;
+mod owner;
+mod pool;
+mod process;
+mod registry;
+mod runtime;
+mod session;
+
+pub use builder::{Builder, OwnerRuntime};
+pub use config::{Duplex, ServerConfig};
+pub use error::Error;
+pub use pool::{PoolStatus, SessionPool};
+pub use session::Session;
+
+/// rmcp, re-exported so callers use the exact version the pool was built with.
+pub use rmcp;

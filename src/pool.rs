@@ -1,0 +1,378 @@
+//! The public pool handle.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::{FutureExt, future::join_all};
+use tokio::{sync::oneshot, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Builder, Error, ServerConfig, Session,
+    builder::PoolConfig,
+    core::{Core, OwnerGuard},
+    key::{KeyView, SessionKey},
+    owner::OwnerTask,
+    registry::{OwnerLink, Pending, Ready},
+    runtime::{Host, KILL_MARGIN},
+};
+
+/// A pool of persistent MCP client sessions, one per `(server, scope)` key.
+///
+/// The first [`get_session`](Self::get_session) for a key starts the server
+/// and runs the MCP handshake; concurrent callers for that key share the one
+/// creation; later calls get the same session back until it is closed,
+/// evicted or dies, and then the next call makes a new one.
+///
+/// The handle is a cheap [`Clone`] over an [`Arc`]: clone it into every task
+/// rather than wrapping it in a lock. When the last handle is dropped every
+/// session is closed; with the default [`OwnerRuntime::Dedicated`] the drop
+/// waits (at most the close timeout plus a few seconds) until every server
+/// process is gone.
+///
+/// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
+#[derive(Clone)]
+pub struct SessionPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    core: Arc<Core>,
+    host: Host,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Every session's close token is a child of the root.
+        self.core.root.cancel();
+        self.host.shut_down(&self.core);
+    }
+}
+
+/// A snapshot of a pool's size. Taken under the pool's lock, so `live` and
+/// `in_flight` are consistent with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Established sessions.
+    pub live: usize,
+    /// Sessions being created.
+    pub in_flight: usize,
+}
+
+enum Step<'a> {
+    Hit(Session),
+    Join(Ready),
+    Full(Pin<Box<tokio::sync::futures::Notified<'a>>>),
+}
+
+impl SessionPool {
+    /// A pool with every default: see [`Builder`].
+    ///
+    /// # Panics
+    ///
+    /// If the dedicated runtime's threads cannot be started; use
+    /// [`SessionPool::builder`] to get that as an error instead.
+    pub fn new() -> Self {
+        Builder::default()
+            .build()
+            .expect("failed to start the session pool's runtime")
+    }
+
+    /// Starts building a pool with non-default settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn from_config(config: PoolConfig) -> Result<Self, Error> {
+        let host = Host::new(&config.owner_runtime, config.dedicated_threads)?;
+        Ok(Self {
+            inner: Arc::new(PoolInner {
+                core: Arc::new(Core::new(config)),
+                host,
+            }),
+        })
+    }
+
+    /// Returns the live session for `(server, scope)`, creating it with
+    /// `config` if there is none. `config` is only read when a session is
+    /// created.
+    ///
+    /// # Errors
+    ///
+    /// Creation failures ([`Error::Spawn`], [`Error::Connect`],
+    /// [`Error::ConnectTimeout`]) are handed to every caller that waited on
+    /// that creation, and are not cached: the next call tries again.
+    /// [`Error::ClosedWhileConnecting`] if a `close_*` call took the creation
+    /// out; [`Error::PoolFull`] if no slot freed up within the connect
+    /// timeout; [`Error::PoolClosed`] after [`close`](Self::close).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. The creation runs in the session's owner task, not in
+    /// this future: dropping this future (even as the first caller of a new
+    /// key) neither cancels nor duplicates the creation, and later callers
+    /// get its result.
+    pub async fn get_session(
+        &self,
+        server: &str,
+        scope: &str,
+        config: &ServerConfig,
+    ) -> Result<Session, Error> {
+        let deadline = Instant::now() + self.inner.core.config.connect_timeout;
+        loop {
+            match self.step(server, scope, config)? {
+                Step::Hit(session) => return Ok(session),
+                // Cancel safety: this is a clone of the shared result; the
+                // owner task runs on whether or not anyone awaits it.
+                Step::Join(ready) => return ready.await,
+                // Cancel safety: nothing is registered for this caller.
+                Step::Full(freed) => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(Error::PoolFull {
+                            server: server.into(),
+                            scope: scope.into(),
+                            max_sessions: self.inner.core.config.max_sessions,
+                            waited: self.inner.core.config.connect_timeout,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// One look at the registry, under its lock; never awaits.
+    fn step(&self, server: &str, scope: &str, config: &ServerConfig) -> Result<Step<'_>, Error> {
+        let core = &self.inner.core;
+        let view = (server, scope);
+        let k: &dyn KeyView = &view;
+        let mut to_close = None;
+        let (key, link, tx, ready) = {
+            let mut reg = core.registry.lock();
+            if reg.closed {
+                return Err(Error::PoolClosed {
+                    server: server.into(),
+                    scope: scope.into(),
+                });
+            }
+            if let Some(live) = reg.live.get(k) {
+                if live.is_usable() {
+                    return Ok(Step::Hit(live.session.clone()));
+                }
+                // Died, or its runtime is gone, before its owner removed it.
+                to_close = reg.live.pop(k).map(|l| l.link);
+            }
+            if let Some(pending) = reg.inflight.get(k) {
+                return Ok(Step::Join(pending.ready.clone()));
+            }
+            if reg.len() >= core.config.max_sessions {
+                match reg.live.pop_lru() {
+                    Some((evicted, live)) => {
+                        tracing::debug!(server = %evicted.server, scope = %evicted.scope, "evicting least recently used session");
+                        to_close = Some(live.link);
+                    }
+                    None => {
+                        // Every slot is a creation in flight; wait for one to
+                        // finish. Enabled under the lock so no wake is missed.
+                        let mut freed = Box::pin(core.slot_freed.notified());
+                        freed.as_mut().enable();
+                        return Ok(Step::Full(freed));
+                    }
+                }
+            }
+            let key = SessionKey::new(server, scope);
+            let link = OwnerLink {
+                generation: core.next_generation(),
+                close: core.root.child_token(),
+                done: CancellationToken::new(),
+            };
+            let (tx, rx) = oneshot::channel();
+            let (srv, scp) = (key.server.clone(), key.scope.clone());
+            let ready: Ready = rx
+                .map(move |r| {
+                    // The owner was dropped without answering: its runtime is gone.
+                    r.unwrap_or(Err(Error::PoolClosed {
+                        server: srv,
+                        scope: scp,
+                    }))
+                })
+                .boxed()
+                .shared();
+            reg.inflight.insert(
+                key.clone(),
+                Pending {
+                    ready: ready.clone(),
+                    link: link.clone(),
+                },
+            );
+            (key, link, tx, ready)
+        };
+        let after = to_close.map(|old| {
+            old.close.cancel();
+            old.done
+        });
+        let task = OwnerTask {
+            guard: OwnerGuard::new(core.clone(), key, link),
+            config: config.clone(),
+            ready: tx,
+            after,
+        };
+        match self.inner.host.handle() {
+            Some(handle) => drop(handle.spawn(task.run())),
+            // Dropping the task frees its slot and fails its waiters.
+            None => drop(task),
+        }
+        Ok(Step::Join(ready))
+    }
+
+    /// Closes the session of `(server, scope)`, established or being created.
+    /// Returns how many sessions it closed (0 or 1).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the session is taken out of the pool and its owner told
+    /// to close before the first await; dropping this future only stops
+    /// waiting for the teardown to finish.
+    pub async fn close_session(&self, server: &str, scope: &str) -> usize {
+        self.close_matching(|k| &*k.server == server && &*k.scope == scope)
+            .await
+    }
+
+    /// Closes every session of `scope`, on every server. Returns how many.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close_session`](Self::close_session).
+    pub async fn close_scope(&self, scope: &str) -> usize {
+        self.close_matching(|k| &*k.scope == scope).await
+    }
+
+    /// Closes every session of `server`, in every scope. Returns how many.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close_session`](Self::close_session).
+    pub async fn close_server(&self, server: &str) -> usize {
+        self.close_matching(|k| &*k.server == server).await
+    }
+
+    /// Closes every session. The pool stays usable. Returns how many.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close_session`](Self::close_session).
+    pub async fn close_all(&self) -> usize {
+        self.close_matching(|_| true).await
+    }
+
+    /// Closes every session and makes later [`get_session`](Self::get_session)
+    /// calls fail with [`Error::PoolClosed`]. Returns how many it closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close_session`](Self::close_session).
+    pub async fn close(&self) -> usize {
+        self.inner.core.registry.lock().closed = true;
+        self.close_all().await
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.core.registry.lock().closed
+    }
+
+    /// [`close_all`](Self::close_all) for sync code. Never deadlocks.
+    ///
+    /// Every session is taken out and signalled at once. The call then waits,
+    /// at most the close timeout plus a few seconds, for the teardowns where
+    /// that is safe: always with [`OwnerRuntime::Dedicated`] (unless called
+    /// from inside one of the pool's own tasks), and with the other owner
+    /// runtimes only when called from outside any tokio runtime. Elsewhere it
+    /// only signals, and the owners finish in the background.
+    ///
+    /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
+    pub fn close_all_blocking(&self) -> usize {
+        let links = self.take(|_| true);
+        if self.inner.host.may_block_for_owners() {
+            let bound = self.inner.core.config.close_timeout + KILL_MARGIN;
+            let deadline = std::time::Instant::now() + bound;
+            for link in &links {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                wait_cancelled_blocking(&link.done, left);
+            }
+        }
+        links.len()
+    }
+
+    /// How many sessions are live and being created.
+    pub fn status(&self) -> PoolStatus {
+        let reg = self.inner.core.registry.lock();
+        PoolStatus {
+            live: reg.live.len(),
+            in_flight: reg.inflight.len(),
+        }
+    }
+
+    /// Takes matching sessions out under the lock and signals their owners.
+    fn take(&self, matches: impl Fn(&SessionKey) -> bool) -> Vec<OwnerLink> {
+        let links = self.inner.core.registry.lock().take_matching(matches);
+        for link in &links {
+            link.close.cancel();
+        }
+        self.inner.core.slot_freed.notify_waiters();
+        links
+    }
+
+    async fn close_matching(&self, matches: impl Fn(&SessionKey) -> bool) -> usize {
+        let links = self.take(matches);
+        let bound = self.inner.core.config.close_timeout + KILL_MARGIN;
+        join_all(
+            links
+                .iter()
+                .map(|l| tokio::time::timeout(bound, l.done.cancelled())),
+        )
+        .await;
+        links.len()
+    }
+}
+
+impl Default for SessionPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits for a token without a runtime: a token's `cancelled()` future only
+/// needs a waker, so a parked thread can drive it.
+fn wait_cancelled_blocking(token: &CancellationToken, limit: Duration) {
+    if token.is_cancelled() {
+        return;
+    }
+    let thread = std::thread::current();
+    let waker = std::task::Waker::from(Arc::new(ThreadWaker(thread)));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(token.cancelled());
+    let deadline = std::time::Instant::now() + limit;
+    while fut.as_mut().poll(&mut cx).is_pending() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}

@@ -1,0 +1,177 @@
+//! A stdio server's child process: spawned in its own process group, stderr
+//! drained into `tracing`, torn down within a budget and always reaped.
+
+use std::{io, process::Stdio as StdStdio, time::Duration};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, BufReader},
+    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
+    task::JoinHandle,
+    time::timeout,
+};
+use tracing::Instrument;
+
+use crate::config::Stdio;
+
+/// After `SIGKILL` a process exits at once unless it is stuck in the kernel;
+/// this only stops a teardown from hanging on such a process.
+const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
+/// Longest stderr line forwarded as one event; longer lines are split.
+const MAX_STDERR_LINE: u64 = 8 * 1024;
+
+/// How a server process ended during teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Exited by itself after its stdin closed, or had already died.
+    Exited,
+    /// Needed `SIGTERM`.
+    Terminated,
+    /// Needed `SIGKILL`: it ignored both its stdin closing and `SIGTERM`.
+    Killed,
+}
+
+pub(crate) struct ServerProcess {
+    child: Child,
+    /// The process group, which is the child's pid; `None` once it has been
+    /// killed after the leader was reaped, so `Drop` cannot hit a reused pid.
+    group: Option<Pid>,
+    stderr: Option<JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    /// Starts the server. Must run inside the runtime that will own it.
+    pub(crate) fn spawn(cfg: &Stdio) -> io::Result<(Self, ChildStdout, ChildStdin)> {
+        let mut cmd = Command::new(&cfg.program);
+        cmd.args(&cfg.args)
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
+            .stdin(StdStdio::piped())
+            .stdout(StdStdio::piped())
+            .stderr(StdStdio::piped())
+            // Its own group, so teardown reaches whatever the server started.
+            .process_group(0)
+            // Covers a runtime dropped under the owner task.
+            .kill_on_drop(true);
+        if let Some(dir) = &cfg.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn()?;
+        let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+        let (stdout, stdin) = match (child.stdout.take(), child.stdin.take()) {
+            (Some(out), Some(inp)) => (out, inp),
+            _ => return Err(io::Error::other("child stdio was not piped")),
+        };
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(drain(e).in_current_span()));
+        Ok((
+            Self {
+                child,
+                group,
+                stderr,
+            },
+            stdout,
+            stdin,
+        ))
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.group.map(|p| p.as_raw() as u32)
+    }
+
+    /// Resolves when the server process exits. Cancel safe.
+    pub(crate) async fn exited(&mut self) {
+        let _ = self.child.wait().await;
+    }
+
+    /// Ends a server whose stdin is closed (or closing): half the budget to
+    /// exit by itself, `SIGTERM` and the other half, then `SIGKILL`. Then
+    /// kills the rest of its process group and reaps it.
+    pub(crate) async fn shut_down(&mut self, budget: Duration) -> Exit {
+        let half = budget / 2;
+        let exit = if self.wait_for(half).await {
+            Exit::Exited
+        } else {
+            self.signal_group(Signal::SIGTERM);
+            if self.wait_for(budget - half).await {
+                Exit::Terminated
+            } else {
+                Exit::Killed
+            }
+        };
+        self.kill().await;
+        exit
+    }
+
+    /// `SIGKILL` to the whole group, then reap the server.
+    pub(crate) async fn kill(&mut self) {
+        self.signal_group(Signal::SIGKILL);
+        if !self.wait_for(REAP_AFTER_KILL).await {
+            tracing::warn!(pid = ?self.pid(), "server process did not exit after SIGKILL");
+        }
+        // The leader is reaped: the group now only holds processes that
+        // ignored the SIGKILL race (none normally). Kill once more, then stop
+        // signalling the id, since it may be reused.
+        self.signal_group(Signal::SIGKILL);
+        self.group = None;
+        if let Some(task) = self.stderr.take() {
+            // Ends at EOF, which the kill above brings; never wait long.
+            if timeout(Duration::from_millis(200), task).await.is_err() {
+                tracing::debug!("stderr reader still open after kill");
+            }
+        }
+    }
+
+    async fn wait_for(&mut self, limit: Duration) -> bool {
+        matches!(timeout(limit, self.child.wait()).await, Ok(Ok(_)))
+    }
+
+    fn signal_group(&self, signal: Signal) {
+        if let Some(group) = self.group {
+            match killpg(group, signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => tracing::warn!(%e, ?signal, "failed to signal server process group"),
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    /// The synchronous last resort when the owner task is dropped without
+    /// finishing (its runtime shut down): nothing in the group survives.
+    fn drop(&mut self) {
+        self.signal_group(Signal::SIGKILL);
+        if let Some(task) = self.stderr.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Forwards the server's stderr to `tracing`. A server must never block on a
+/// full stderr pipe, so this reads until EOF whatever the subscriber does.
+async fn drain(stderr: ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_STDERR_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::debug!(target: "mcp_session_pool::stderr", "{}", text.trim_end());
+            }
+            Err(e) => {
+                tracing::debug!(%e, "stopped reading server stderr");
+                break;
+            }
+        }
+    }
+}

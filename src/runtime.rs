@@ -1,0 +1,93 @@
+//! Where owner tasks run, and shutting the pool's own runtime down.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::runtime::{Handle, Runtime};
+
+use crate::{Error, builder::OwnerRuntime, core::Core};
+
+/// Extra time past the close timeout for a teardown's final kill and reap.
+pub(crate) const KILL_MARGIN: Duration = Duration::from_secs(3);
+
+thread_local! {
+    static ON_DEDICATED_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+pub(crate) enum Host {
+    Dedicated(Option<Runtime>),
+    Handle(Handle),
+    Caller,
+}
+
+impl Host {
+    pub(crate) fn new(choice: &OwnerRuntime, threads: usize) -> Result<Self, Error> {
+        Ok(match choice {
+            OwnerRuntime::Dedicated => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("mcp-session-pool")
+                    .on_thread_start(|| ON_DEDICATED_THREAD.with(|c| c.set(true)))
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Runtime {
+                        source: Arc::new(e),
+                    })?;
+                Host::Dedicated(Some(rt))
+            }
+            OwnerRuntime::Handle(h) => Host::Handle(h.clone()),
+            OwnerRuntime::Caller => Host::Caller,
+        })
+    }
+
+    /// The runtime to spawn an owner on; `None` in `Caller` mode outside a
+    /// runtime.
+    pub(crate) fn handle(&self) -> Option<Handle> {
+        match self {
+            Host::Dedicated(rt) => rt.as_ref().map(|rt| rt.handle().clone()),
+            Host::Handle(h) => Some(h.clone()),
+            Host::Caller => Handle::try_current().ok(),
+        }
+    }
+
+    /// Whether this thread may block until owner tasks finish without
+    /// stalling them: never on a thread that might be driving them.
+    pub(crate) fn may_block_for_owners(&self) -> bool {
+        match self {
+            Host::Dedicated(_) => !ON_DEDICATED_THREAD.with(|c| c.get()),
+            Host::Handle(_) | Host::Caller => Handle::try_current().is_err(),
+        }
+    }
+
+    /// Called when the last pool handle drops, after every owner has been
+    /// signalled: waits for the owners (where that cannot deadlock), then
+    /// stops the pool's runtime.
+    pub(crate) fn shut_down(&mut self, core: &Arc<Core>) {
+        let bound = core.config.close_timeout + KILL_MARGIN;
+        let Host::Dedicated(rt) = self else {
+            if self.may_block_for_owners() {
+                core.owners.wait_zero(bound);
+            }
+            return;
+        };
+        let Some(rt) = rt.take() else { return };
+        if ON_DEDICATED_THREAD.with(|c| c.get()) {
+            // Dropped from one of its own threads: wait from another one.
+            let core = core.clone();
+            std::thread::spawn(move || {
+                core.owners.wait_zero(bound);
+                rt.shutdown_timeout(Duration::from_secs(1));
+            });
+            return;
+        }
+        if !core.owners.wait_zero(bound) {
+            tracing::warn!("session owners still running after the close timeout; shutting down");
+        }
+        if Handle::try_current().is_ok() {
+            // Blocking on the worker threads is not allowed in async code;
+            // they are idle now and exit on their own.
+            rt.shutdown_background();
+        } else {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}

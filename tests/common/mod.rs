@@ -1,0 +1,182 @@
+//! Support for the integration tests: the test server, pid accounting and
+//! in-process connectors.
+#![allow(dead_code)]
+
+#[path = "../../examples/support/test_server.rs"]
+pub mod test_server;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use mcp_session_pool::{
+    ServerConfig, Session, SessionPool,
+    rmcp::model::{CallToolRequestParams, ContentBlock},
+};
+
+/// The `test_server` example binary, built by `cargo test` with the tests.
+pub fn server_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/test_server
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("examples").join("test_server"))
+        .expect("target directory layout");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test` (which builds examples) or `cargo build --examples` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A test's servers: each writes its pid into this test's own pid file.
+pub struct Servers {
+    pid_file: PathBuf,
+}
+
+impl Servers {
+    pub fn new(test: &str) -> Self {
+        let pid_file = std::env::temp_dir().join(format!(
+            "mcp-session-pool-{}-{test}.pids",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&pid_file);
+        Self { pid_file }
+    }
+
+    /// The stdio test server with extra flags.
+    pub fn config(&self, flags: &[&str]) -> ServerConfig {
+        ServerConfig::stdio(server_bin())
+            .args(["--pid-file".as_ref(), self.pid_file.as_os_str()])
+            .args(flags)
+    }
+
+    /// Pids of every server started so far, in start order.
+    pub fn started(&self) -> Vec<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.parse().expect("pid line"))
+            .collect()
+    }
+
+    /// Pids of started servers that still exist (zombies count: not reaped).
+    pub fn alive(&self) -> Vec<u32> {
+        self.started()
+            .into_iter()
+            .filter(|&p| process_exists(p, "test_server"))
+            .collect()
+    }
+
+    pub fn assert_none_alive(&self) {
+        assert_eq!(
+            self.alive(),
+            Vec::<u32>::new(),
+            "server processes left behind"
+        );
+    }
+
+    /// Waits until `n` servers have written their pid (they do so at start).
+    pub async fn wait_started(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.started().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "servers did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        // Never leave a server behind, even when an assertion failed.
+        for pid in self.alive() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Whether `pid` exists (running or zombie) and runs `comm`, so a reused pid
+/// is not mistaken for ours.
+pub fn process_exists(pid: u32, comm: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .split_once(" (")
+            .is_some_and(|(_, rest)| rest.starts_with(&format!("{comm})"))),
+        Err(_) => false,
+    }
+}
+
+/// The in-process test server behind a connector that counts its connects.
+pub fn in_process() -> (ServerConfig, Arc<AtomicUsize>) {
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counter = connects.clone();
+    let cfg = ServerConfig::connector(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok(test_server::spawn_in_process()) }
+    });
+    (cfg, connects)
+}
+
+/// The in-process server behind a connector that waits for `gate` to open,
+/// so a test decides when each creation may finish.
+pub fn gated_in_process(gate: Arc<tokio::sync::Semaphore>) -> (ServerConfig, Arc<AtomicUsize>) {
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counter = connects.clone();
+    let cfg = ServerConfig::connector(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let gate = gate.clone();
+        async move {
+            let _permit = gate.acquire().await.map_err(std::io::Error::other)?;
+            Ok(test_server::spawn_in_process())
+        }
+    });
+    (cfg, connects)
+}
+
+/// Calls a tool and returns its text.
+pub async fn call(session: &Session, tool: &str, args: serde_json::Value) -> String {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    if let serde_json::Value::Object(map) = args {
+        params = params.with_arguments(map);
+    }
+    let result = session.call_tool(params).await.expect("tool call");
+    text(&result.content)
+}
+
+pub fn text(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|c| c.as_text())
+        .map(|t| t.text.as_str())
+        .collect()
+}
+
+pub async fn increment(session: &Session) -> u64 {
+    call(session, "increment", serde_json::json!({}))
+        .await
+        .parse()
+        .expect("counter")
+}
+
+/// A pool with short timeouts for tests.
+pub fn pool() -> SessionPool {
+    SessionPool::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .close_timeout(Duration::from_secs(2))
+        .build()
+        .expect("pool")
+}
