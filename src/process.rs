@@ -113,11 +113,20 @@ impl ServerProcess {
         if !self.wait_for(REAP_AFTER_KILL).await {
             tracing::warn!(pid = ?self.pid(), "server process did not exit after SIGKILL");
         }
-        // The leader is reaped: the group now only holds processes that
-        // ignored the SIGKILL race (none normally). Kill once more, then stop
-        // signalling the id, since it may be reused.
+        // The leader is reaped; kill whatever it started since, then wait
+        // until they are really gone: SIGKILL is asynchronous, and callers
+        // of close rely on nothing of the server running afterwards.
         self.signal_group(Signal::SIGKILL);
-        self.group = None;
+        if let Some(group) = self.group.take() {
+            let deadline = tokio::time::Instant::now() + REAP_AFTER_KILL;
+            while group_has_running_member(group) {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(?group, "server's child processes survived SIGKILL");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         if let Some(task) = self.stderr.take() {
             // Ends at EOF, which the kill above brings; never wait long.
             if timeout(Duration::from_millis(200), task).await.is_err() {
@@ -149,6 +158,30 @@ impl Drop for ServerProcess {
             task.abort();
         }
     }
+}
+
+/// Whether any process of `group` still runs. Members that are zombies only
+/// wait for init to reap them (they were reparented when the server died).
+fn group_has_running_member(group: Pid) -> bool {
+    if killpg(group, None) == Err(nix::errno::Errno::ESRCH) {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let group = group.as_raw().to_string();
+    procs.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may contain spaces and ')'.
+        let Some((_, fields)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = fields.split(' ');
+        let (state, pgrp) = (fields.next(), fields.nth(1));
+        pgrp == Some(group.as_str()) && state != Some("Z")
+    })
 }
 
 /// Forwards the server's stderr to `tracing`. A server must never block on a

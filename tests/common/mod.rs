@@ -120,6 +120,20 @@ pub fn process_exists(pid: u32, comm: &str) -> bool {
     }
 }
 
+/// Whether `pid` runs `comm` and is not a zombie. For grandchildren: once
+/// killed they are reparented to init, and reaping them is init's job, not
+/// the pool's (the pool reaps its own children, checked by
+/// [`process_exists`]).
+pub fn process_running(pid: u32, comm: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .split_once(" (")
+            .and_then(|(_, rest)| rest.strip_prefix(&format!("{comm}) ")))
+            .is_some_and(|rest| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// The in-process test server behind a connector that counts its connects.
 pub fn in_process() -> (ServerConfig, Arc<AtomicUsize>) {
     let connects = Arc::new(AtomicUsize::new(0));

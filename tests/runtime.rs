@@ -1,0 +1,49 @@
+//! Sessions and the runtimes that host them.
+
+mod common;
+
+use common::{Servers, increment};
+use mcp_session_pool::{OwnerRuntime, SessionPool};
+
+#[test]
+fn session_made_on_a_dropped_runtime_is_replaced() {
+    let servers = Servers::new("dropped_rt");
+    let cfg = servers.config(&[]);
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .build()
+        .unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let s = pool.get_session("srv", "t", &cfg).await.unwrap();
+        assert_eq!(increment(&s).await, 1);
+        s.generation()
+    });
+    // That runtime is gone, and the session with it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = pool.get_session("srv", "t", &cfg).await.unwrap();
+        assert_ne!(s.generation(), first);
+        assert_eq!(increment(&s).await, 1);
+        assert_eq!(pool.close_all().await, 1);
+    });
+    assert_eq!(servers.started().len(), 2);
+    servers.assert_none_alive();
+}
+
+#[test]
+fn dedicated_runtime_keeps_sessions_across_caller_runtimes() {
+    let servers = Servers::new("dedicated_rt");
+    let cfg = servers.config(&[]);
+    let pool = SessionPool::new();
+    let counts: Vec<u64> = (0..3)
+        .map(|_| {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
+            })
+        })
+        .collect();
+    assert_eq!(counts, [1, 2, 3]);
+    assert_eq!(servers.started().len(), 1);
+    drop(pool);
+    servers.assert_none_alive();
+}
