@@ -89,6 +89,19 @@ pub enum Error {
         scope: Arc<str>,
     },
 
+    /// A call on an established session failed: the server answered with an
+    /// error, or the session is gone (rmcp's `TransportClosed`).
+    #[error("call to MCP server `{server}` for scope `{scope}` failed: {source}")]
+    Call {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// rmcp's error.
+        #[source]
+        source: Arc<rmcp::ServiceError>,
+    },
+
     /// The blocking API was called where it cannot block safely.
     #[error("blocking call not allowed here: {reason}")]
     BlockingNotAllowed {
@@ -130,7 +143,8 @@ impl Error {
             | Error::ConnectTimeout { server, scope, .. }
             | Error::ClosedWhileConnecting { server, scope }
             | Error::PoolFull { server, scope, .. }
-            | Error::PoolClosed { server, scope } => Some((server, scope)),
+            | Error::PoolClosed { server, scope }
+            | Error::Call { server, scope, .. } => Some((server, scope)),
             Error::BlockingNotAllowed { .. }
             | Error::Runtime { .. }
             | Error::InvalidConfig { .. } => None,

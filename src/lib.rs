@@ -1,4 +1,4 @@
-//! Persistent MCP client sessions, one per `(server, scope)` key.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -7,6 +7,7 @@
     rust_2018_idioms
 )]
 
+mod blocking;
 mod builder;
 mod config;
 mod core;

@@ -140,6 +140,49 @@ impl SessionPool {
         }
     }
 
+    /// [`get_session`](Self::get_session) for sync code, with no runtime needed.
+    ///
+    /// Works from plain threads and from inside a multi-threaded tokio runtime
+    /// (through `block_in_place`). Sessions outlive the calling thread with
+    /// [`OwnerRuntime::Dedicated`] (the default) or
+    /// [`OwnerRuntime::Handle`].
+    ///
+    /// ```no_run
+    /// use mcp_session_pool::{ServerConfig, SessionPool, rmcp::model::CallToolRequestParams};
+    ///
+    /// // A sync tool function, as a framework calls it.
+    /// fn browse(pool: &SessionPool, thread_id: &str) -> Result<String, mcp_session_pool::Error> {
+    ///     let cfg = ServerConfig::stdio("my-browser-server");
+    ///     let session = pool.get_session_blocking("browser", thread_id, &cfg)?;
+    ///     let result = session.call_tool_blocking(CallToolRequestParams::new("snapshot"))?;
+    ///     Ok(format!("{result:?}"))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get_session`](Self::get_session), plus
+    /// [`Error::BlockingNotAllowed`] when called from a current-thread
+    /// runtime (blocking would stall it), or with [`OwnerRuntime::Caller`]
+    /// outside any runtime (there is no runtime to host the session).
+    ///
+    /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
+    /// [`OwnerRuntime::Handle`]: crate::OwnerRuntime::Handle
+    /// [`OwnerRuntime::Caller`]: crate::OwnerRuntime::Caller
+    pub fn get_session_blocking(
+        &self,
+        server: &str,
+        scope: &str,
+        config: &ServerConfig,
+    ) -> Result<Session, Error> {
+        let Some(handle) = self.inner.host.handle() else {
+            return Err(Error::BlockingNotAllowed {
+                reason: "OwnerRuntime::Caller has no runtime to host a session outside a runtime;                          use OwnerRuntime::Dedicated or OwnerRuntime::Handle",
+            });
+        };
+        crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
+    }
+
     /// One look at the registry, under its lock; never awaits.
     fn step(&self, server: &str, scope: &str, config: &ServerConfig) -> Result<Step<'_>, Error> {
         let core = &self.inner.core;

@@ -2,7 +2,13 @@
 
 use std::{fmt, ops::Deref, sync::Arc};
 
-use rmcp::{Peer, RoleClient};
+use rmcp::{
+    Peer, RoleClient,
+    model::{CallToolRequestParams, CallToolResult},
+};
+use tokio::runtime::Handle;
+
+use crate::Error;
 
 /// A live, initialized MCP client session for one `(server, scope)` key.
 ///
@@ -21,12 +27,15 @@ pub struct Session {
 
 struct SessionInner {
     peer: Peer<RoleClient>,
+    /// The runtime that hosts the session's tasks, to drive blocking calls.
+    runtime: Handle,
     server: Arc<str>,
     scope: Arc<str>,
     generation: u64,
 }
 
 impl Session {
+    /// Must be called on the runtime that hosts the session.
     pub(crate) fn new(
         peer: Peer<RoleClient>,
         server: Arc<str>,
@@ -36,6 +45,7 @@ impl Session {
         Self {
             inner: Arc::new(SessionInner {
                 peer,
+                runtime: Handle::current(),
                 server,
                 scope,
                 generation,
@@ -63,6 +73,47 @@ impl Session {
     /// The rmcp peer of this session (also reachable through `Deref`).
     pub fn peer(&self) -> &Peer<RoleClient> {
         &self.inner.peer
+    }
+
+    /// Calls a tool from sync code, with no runtime needed.
+    ///
+    /// The call runs on the runtime that hosts the session. Outside any
+    /// runtime this blocks the thread; inside a multi-threaded runtime it
+    /// uses `block_in_place` and works too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Call`] if the call fails (the server answered with an error,
+    /// or the session is gone); [`Error::BlockingNotAllowed`] when called
+    /// from a current-thread runtime, where blocking could deadlock: use
+    /// `call_tool` there.
+    pub fn call_tool_blocking(
+        &self,
+        params: CallToolRequestParams,
+    ) -> Result<CallToolResult, Error> {
+        self.block_on(self.inner.peer.call_tool(params))?
+            .map_err(|source| Error::Call {
+                server: self.inner.server.clone(),
+                scope: self.inner.scope.clone(),
+                source: Arc::new(source),
+            })
+    }
+
+    /// Runs any future, typically a call on this session, to completion from
+    /// sync code, on the runtime that hosts the session. Same rules as
+    /// [`call_tool_blocking`](Self::call_tool_blocking).
+    ///
+    /// ```no_run
+    /// # fn f(session: mcp_session_pool::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tools = session.block_on(session.list_all_tools())??;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BlockingNotAllowed`] when called from a current-thread runtime.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
+        crate::blocking::block_on(&self.inner.runtime, fut)
     }
 
     pub(crate) fn is_transport_closed(&self) -> bool {
