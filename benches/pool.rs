@@ -1,1 +1,483 @@
-fn main() {}
+//! Benchmarks of the session pool: the `get_session` hit path, a tool call
+//! through the pool against the same call on a raw rmcp peer, one creation
+//! shared by 1000 concurrent callers, and closing many sessions at once.
+//!
+//! Run with `cargo bench --bench pool`; BENCHMARKS.md has the results.
+
+#[path = "../examples/support/test_server.rs"]
+mod test_server;
+
+use std::{
+    ffi::OsStr,
+    future::Future,
+    hint::black_box,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode};
+use mcp_session_pool::{OwnerRuntime, ServerConfig, SessionPool};
+use rmcp::{
+    Peer, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    },
+    service::RunningService,
+};
+use tokio::runtime::Runtime;
+
+const SERVER: &str = "srv";
+
+/// What every benchmark shares: the caller's runtime and the stdio server.
+struct Env {
+    /// The callers' runtime: multi-threaded with 2 workers, the same for the
+    /// raw peers and the pools so that pool-vs-raw ratios compare like with like.
+    rt: Runtime,
+    bin: PathBuf,
+    /// Every stdio server of this run appends its pid here, so servers can be
+    /// counted and none can be left behind unnoticed.
+    pid_file: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let pid_file = std::env::temp_dir().join(format!(
+            "mcp-session-pool-bench-{}.pids",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&pid_file);
+        Self {
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("caller runtime"),
+            bin: server_bin(),
+            pid_file,
+        }
+    }
+
+    fn stdio_args(&self) -> [&OsStr; 2] {
+        ["--pid-file".as_ref(), self.pid_file.as_os_str()]
+    }
+
+    fn config(&self, transport: Transport) -> ServerConfig {
+        match transport {
+            Transport::InProcess => {
+                ServerConfig::connector(|| async { Ok(test_server::spawn_in_process()) })
+            }
+            Transport::Stdio => ServerConfig::stdio(&self.bin).args(self.stdio_args()),
+        }
+    }
+
+    /// How many stdio servers have started so far.
+    fn started(&self) -> usize {
+        std::fs::read_to_string(&self.pid_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    /// Started servers whose process still exists (zombies count).
+    fn leftovers(&self) -> Vec<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.parse().expect("pid line"))
+            .filter(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|stat| stat.contains("(test_server)"))
+            })
+            .collect()
+    }
+
+    /// Runs `fut` as a task on a worker of the caller runtime, where an
+    /// application's calls run, rather than on the thread inside `block_on`.
+    fn on_worker<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.rt
+            .block_on(self.rt.spawn(fut))
+            .expect("benchmark task panicked")
+    }
+}
+
+/// The `test_server` example binary next to this bench's profile directory:
+/// target/<profile>/deps/pool-<hash> -> target/<profile>/examples/test_server.
+///
+/// `cargo bench` does not build examples, so a missing binary is built here.
+/// This does not deadlock: cargo releases its build-directory lock before it
+/// runs the bench executable.
+fn server_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory layout");
+    let bin = profile_dir.join("examples").join("test_server");
+    if !bin.exists() {
+        let target_dir = profile_dir.parent().expect("target directory layout");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--example", "test_server", "--target-dir"])
+            .arg(target_dir);
+        if profile_dir.file_name() == Some("release".as_ref()) {
+            cargo.arg("--release");
+        }
+        eprintln!("building {} ...", bin.display());
+        let status = cargo.status().expect("run cargo to build test_server");
+        assert!(status.success(), "building test_server failed: {status}");
+    }
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release --example test_server`",
+        bin.display()
+    );
+    bin
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    InProcess,
+    Stdio,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::InProcess => "in_process",
+            Transport::Stdio => "stdio",
+        }
+    }
+}
+
+/// The client settings the pool uses, so the raw peer runs the same handshake.
+fn client_config() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bench-raw-client", "0"),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+}
+
+fn echo_params() -> CallToolRequestParams {
+    let serde_json::Value::Object(args) = serde_json::json!({ "text": "hello" }) else {
+        unreachable!("a JSON object literal")
+    };
+    CallToolRequestParams::new("echo").with_arguments(args)
+}
+
+/// A client connected directly with rmcp over the same kind of transport the
+/// pool uses: the baseline of the call benchmarks.
+struct RawClient {
+    service: RunningService<RoleClient, ClientConfig>,
+    child: Option<tokio::process::Child>,
+}
+
+impl RawClient {
+    /// Must run inside the caller runtime, which then hosts the service.
+    async fn connect(env: &Env, transport: Transport) -> Self {
+        match transport {
+            Transport::InProcess => {
+                let stream = test_server::spawn_in_process();
+                let service = client_config().serve(stream).await.expect("raw connect");
+                Self {
+                    service,
+                    child: None,
+                }
+            }
+            Transport::Stdio => {
+                // Spawned as the pool spawns its servers, with the same pipes
+                // handed to rmcp; stderr is dropped (the server only logs at start).
+                let mut child = tokio::process::Command::new(&env.bin)
+                    .args(env.stdio_args())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("spawn test_server");
+                let pipes = (
+                    child.stdout.take().expect("piped stdout"),
+                    child.stdin.take().expect("piped stdin"),
+                );
+                let service = client_config().serve(pipes).await.expect("raw connect");
+                Self {
+                    service,
+                    child: Some(child),
+                }
+            }
+        }
+    }
+
+    fn peer(&self) -> Peer<RoleClient> {
+        self.service.peer().clone()
+    }
+
+    /// Closes the transport and reaps the server, which exits on stdin EOF.
+    async fn shut_down(self) {
+        let _ = self.service.cancel().await;
+        if let Some(mut child) = self.child {
+            child.wait().await.expect("reap raw test_server");
+        }
+    }
+}
+
+/// (a) `get_session` for a key whose session is live: the hit path only.
+fn get_session_hit(c: &mut Criterion, env: &Env) {
+    let pool = SessionPool::new();
+    let cfg = env.config(Transport::InProcess);
+    let first = env
+        .rt
+        .block_on(pool.get_session(SERVER, "t", &cfg))
+        .expect("create session")
+        .generation();
+
+    let mut group = c.benchmark_group("get_session_hit");
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("live_session", |b| {
+        b.to_async(&env.rt)
+            .iter(|| pool.get_session(SERVER, "t", &cfg))
+    });
+    group.finish();
+
+    // Every measured call was a hit on the one session made above.
+    let last = env.rt.block_on(pool.get_session(SERVER, "t", &cfg));
+    assert_eq!(last.expect("session").generation(), first);
+    assert_eq!(env.rt.block_on(pool.close_all()), 1);
+}
+
+/// (b) One `echo` call: on a raw rmcp peer, and through the pool (a
+/// `get_session` hit, then the call, as the pool's callers do) with the session
+/// on the caller's runtime and on the pool's dedicated runtime.
+fn call_echo(c: &mut Criterion, env: &Env, transport: Transport) {
+    let raw = env.rt.block_on(RawClient::connect(env, transport));
+    let cfg = env.config(transport);
+    let caller_pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .build()
+        .expect("caller pool");
+    let dedicated_pool = SessionPool::new();
+    let pools = [
+        ("pool_caller_rt", &caller_pool),
+        ("pool_dedicated_rt", &dedicated_pool),
+    ];
+    // Created inside the caller runtime, so the `Caller` session lives there.
+    let generations: Vec<u64> = pools
+        .iter()
+        .map(|(_, pool)| {
+            env.rt
+                .block_on(pool.get_session(SERVER, "t", &cfg))
+                .expect("create session")
+                .generation()
+        })
+        .collect();
+
+    let mut group = c.benchmark_group(format!("call_echo_{}", transport.name()));
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    let peer = raw.peer();
+    group.bench_function("raw_peer", |b| {
+        b.iter_custom(|iters| {
+            let (peer, params) = (peer.clone(), echo_params());
+            env.on_worker(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(peer.call_tool(params.clone()).await.expect("echo"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for (name, pool) in pools {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (pool, cfg, params) = (pool.clone(), cfg.clone(), echo_params());
+                env.on_worker(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let session = pool.get_session(SERVER, "t", &cfg).await.expect("hit");
+                        black_box(session.call_tool(params.clone()).await.expect("echo"));
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    for ((_, pool), generation) in pools.iter().zip(generations) {
+        let session = env.rt.block_on(pool.get_session(SERVER, "t", &cfg));
+        assert_eq!(session.expect("session").generation(), generation);
+        assert_eq!(env.rt.block_on(pool.close_all()), 1);
+    }
+    env.rt.block_on(raw.shut_down());
+}
+
+/// (c) Creating the session of a new stdio key: one caller, and 1000 callers
+/// at once, which must share one creation (one server started).
+fn create_new_key(c: &mut Criterion, env: &Env) {
+    let pool = SessionPool::new();
+    let cfg = env.config(Transport::Stdio);
+    let next_scope = AtomicU64::new(0);
+    let mut servers_per_run = Vec::new();
+
+    let mut group = c.benchmark_group("create_new_key_stdio");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for callers in [1usize, 1000] {
+        group.bench_function(BenchmarkId::new("callers", callers), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let scope: Arc<str> =
+                        format!("new-{}", next_scope.fetch_add(1, Ordering::Relaxed)).into();
+                    let before = env.started();
+                    timed += env
+                        .rt
+                        .block_on(concurrent_gets(&pool, &cfg, &scope, callers));
+                    // Untimed: count the servers, then close before the next key.
+                    let started = env.started() - before;
+                    assert_eq!(started, 1, "{callers} callers started {started} servers");
+                    servers_per_run.push(started);
+                    assert_eq!(env.rt.block_on(pool.close_session(SERVER, &scope)), 1);
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+    println!(
+        "create_new_key_stdio: {} creations, {} servers started",
+        servers_per_run.len(),
+        servers_per_run.iter().sum::<usize>()
+    );
+}
+
+/// Spawns `callers` tasks that all ask for `scope`'s session and waits for
+/// all of them; returns the wall time. Every caller must get the same session.
+async fn concurrent_gets(
+    pool: &SessionPool,
+    cfg: &ServerConfig,
+    scope: &Arc<str>,
+    callers: usize,
+) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (pool, cfg, scope) = (pool.clone(), cfg.clone(), scope.clone());
+            tokio::spawn(async move {
+                pool.get_session(SERVER, &scope, &cfg)
+                    .await
+                    .map(|s| s.generation())
+            })
+        })
+        .collect();
+    let mut generation = None;
+    for task in tasks {
+        let g = task.await.expect("caller task").expect("get_session");
+        assert_eq!(
+            *generation.get_or_insert(g),
+            g,
+            "callers got different sessions"
+        );
+    }
+    start.elapsed()
+}
+
+/// (d) Closing: one stdio session with `close_session`, and 32 with
+/// `close_all`. Only the close is timed; the sessions are made before it.
+fn close(c: &mut Criterion, env: &Env) {
+    let pool = SessionPool::new();
+    let cfg = env.config(Transport::Stdio);
+
+    let mut group = c.benchmark_group("close_stdio");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+    for sessions in [1usize, 32] {
+        let name = if sessions == 1 {
+            "close_session"
+        } else {
+            "close_all"
+        };
+        group.bench_function(BenchmarkId::new(name, sessions), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    env.rt.block_on(open_sessions(&pool, &cfg, sessions));
+                    assert_eq!(pool.status().live, sessions);
+                    let (closed, took) = env.rt.block_on(async {
+                        let start = Instant::now();
+                        let closed = if sessions == 1 {
+                            pool.close_session(SERVER, "s0").await
+                        } else {
+                            pool.close_all().await
+                        };
+                        (closed, start.elapsed())
+                    });
+                    assert_eq!(closed, sessions);
+                    timed += took;
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Creates the sessions `s0..s{n}` concurrently.
+async fn open_sessions(pool: &SessionPool, cfg: &ServerConfig, n: usize) {
+    let gets = (0..n).map(|i| {
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        tokio::spawn(async move { pool.get_session(SERVER, &format!("s{i}"), &cfg).await })
+    });
+    for task in gets.collect::<Vec<_>>() {
+        task.await.expect("open task").expect("create session");
+    }
+}
+
+fn main() {
+    let env = Env::new();
+    let mut c = Criterion::default().configure_from_args();
+
+    get_session_hit(&mut c, &env);
+    call_echo(&mut c, &env, Transport::InProcess);
+    call_echo(&mut c, &env, Transport::Stdio);
+    create_new_key(&mut c, &env);
+    close(&mut c, &env);
+
+    c.final_summary();
+
+    // Every pool is dropped by now, and a closed session's server is reaped
+    // before its close returns: no server may be left.
+    let leftovers = env.leftovers();
+    let started = env.started();
+    for &pid in &leftovers {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = std::fs::remove_file(&env.pid_file);
+    assert!(
+        leftovers.is_empty(),
+        "test_server processes left running: {leftovers:?}"
+    );
+    println!("all {started} test_server processes have exited");
+}

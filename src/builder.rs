@@ -25,6 +25,22 @@ pub enum OwnerRuntime {
     Caller,
 }
 
+/// Whether and how the pool checks a session before handing it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HealthCheck {
+    /// Hand sessions out unchecked; a dead server is still noticed as soon as
+    /// its process exits or its transport closes. The default.
+    #[default]
+    Off,
+    /// Before handing out a session unused for longer than this, send it an
+    /// MCP `ping` (bounded by the connect timeout, at most 5 s). Any reply
+    /// counts as alive, including an error reply (some servers reject
+    /// `ping`). No reply in time, or a broken transport, replaces the session
+    /// within the same `get_session` call.
+    PingIfIdleFor(Duration),
+}
+
 /// Settings of a [`SessionPool`], with their defaults.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolConfig {
@@ -33,6 +49,10 @@ pub(crate) struct PoolConfig {
     pub(crate) close_timeout: Duration,
     pub(crate) owner_runtime: OwnerRuntime,
     pub(crate) dedicated_threads: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) health_check: HealthCheck,
+    pub(crate) failure_backoff: (Duration, Duration),
 }
 
 impl Default for PoolConfig {
@@ -43,6 +63,10 @@ impl Default for PoolConfig {
             close_timeout: Duration::from_secs(5),
             owner_runtime: OwnerRuntime::Dedicated,
             dedicated_threads: 2,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            max_lifetime: None,
+            health_check: HealthCheck::Off,
+            failure_backoff: (Duration::from_millis(100), Duration::from_secs(30)),
         }
     }
 }
@@ -110,6 +134,44 @@ impl Builder {
         self
     }
 
+    /// Closes a session nobody has used for this long (measured from when
+    /// its last handle was dropped). Each session's owner keeps its own timer.
+    /// A busy session never expires. `None` keeps idle sessions forever.
+    ///
+    /// Defaults to 30 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Closes a session this long after it was created, once nobody is using
+    /// it; the next call gets a new session. `None` means no limit.
+    ///
+    /// Defaults to `None`.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.config.max_lifetime = lifetime;
+        self
+    }
+
+    /// Checks sessions before handing them out; see [`HealthCheck`].
+    ///
+    /// Defaults to [`HealthCheck::Off`].
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.config.health_check = check;
+        self
+    }
+
+    /// After a creation for a key fails, further creations for that key fail
+    /// fast with [`Error::BackingOff`] for `initial`, doubling after each
+    /// further failure up to `max`, and reset by a success. A zero `initial`
+    /// turns backoff off.
+    ///
+    /// Defaults to 100 ms and 30 s.
+    pub fn failure_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.failure_backoff = (initial, max);
+        self
+    }
+
     /// Checks the settings and builds the pool. With
     /// [`OwnerRuntime::Dedicated`] this starts the pool's runtime threads.
     ///
@@ -128,6 +190,19 @@ impl Builder {
         }
         if c.close_timeout.is_zero() {
             return invalid("close_timeout must be non-zero");
+        }
+        if c.idle_timeout.is_some_and(|d| d.is_zero())
+            || c.max_lifetime.is_some_and(|d| d.is_zero())
+        {
+            return invalid(
+                "idle_timeout and max_lifetime must be non-zero (use None to turn them off)",
+            );
+        }
+        if matches!(c.health_check, HealthCheck::PingIfIdleFor(d) if d.is_zero()) {
+            return invalid("HealthCheck::PingIfIdleFor needs a non-zero idle time");
+        }
+        if c.failure_backoff.0 > c.failure_backoff.1 {
+            return invalid("failure_backoff's initial delay must not exceed its maximum");
         }
         if c.dedicated_threads == 0 {
             return invalid("dedicated_threads must be at least 1");

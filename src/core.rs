@@ -3,6 +3,7 @@
 //! shuts the pool down.
 
 use std::{
+    num::NonZeroUsize,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -11,35 +12,44 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Session,
+    CloseReason, Error,
     builder::PoolConfig,
-    key::SessionKey,
+    key::{KeyView, SessionKey},
     registry::{Live, OwnerLink, Registry},
+    session::SessionInner,
+    stats::Stats,
 };
 
 pub(crate) struct Core {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) config: PoolConfig,
     /// Woken whenever a slot frees up or a session becomes evictable.
-    pub(crate) slot_freed: Notify,
+    pub(crate) slot_freed: Arc<Notify>,
     /// Parent of every session's close signal: cancelled when the pool drops.
     pub(crate) root: CancellationToken,
     pub(crate) owners: OwnerCount,
+    pub(crate) stats: Stats,
+    /// Origin of the sessions' last-use timestamps.
+    pub(crate) epoch: Instant,
     next_generation: AtomicU64,
 }
 
 impl Core {
     pub(crate) fn new(config: PoolConfig) -> Self {
+        let memory = NonZeroUsize::new(config.max_sessions.saturating_mul(4).max(1024))
+            .unwrap_or(NonZeroUsize::MIN);
         Self {
-            registry: Mutex::new(Registry::new()),
+            registry: Mutex::new(Registry::new(memory)),
             config,
-            slot_freed: Notify::new(),
+            slot_freed: Arc::new(Notify::new()),
             root: CancellationToken::new(),
             owners: OwnerCount::default(),
+            stats: Stats::default(),
+            epoch: Instant::now(),
             next_generation: AtomicU64::new(1),
         }
     }
@@ -50,30 +60,77 @@ impl Core {
 
     /// Moves a finished creation from in-flight to live, unless it was closed
     /// meanwhile (its slot is gone or belongs to a later generation).
-    pub(crate) fn promote(&self, key: &SessionKey, session: Session, link: OwnerLink) -> bool {
+    pub(crate) fn promote(
+        &self,
+        key: &SessionKey,
+        session: Arc<SessionInner>,
+        link: OwnerLink,
+    ) -> bool {
         let promoted = {
             let mut reg = self.registry.lock();
-            let k: &dyn crate::key::KeyView = key;
+            let k: &dyn KeyView = key;
             match reg.inflight.get(k) {
                 Some(p) if p.link.generation == link.generation => {
                     reg.inflight.remove(k);
+                    reg.backoff.remove(k);
+                    reg.gone.pop(k);
                     reg.live.push(key.clone(), Live { session, link });
                     true
                 }
                 _ => false,
             }
         };
+        if promoted {
+            Stats::bump(&self.stats.created);
+        }
         // A live session can be evicted, an in-flight one cannot.
         self.slot_freed.notify_waiters();
         promoted
     }
 
     /// Removes `key`'s slot if it still belongs to `generation`.
-    pub(crate) fn remove(&self, key: &SessionKey, generation: u64) {
-        let removed = self.registry.lock().remove_generation(key, generation);
+    pub(crate) fn remove(&self, key: &SessionKey, generation: u64, reason: CloseReason) {
+        let removed = self
+            .registry
+            .lock()
+            .remove_generation(key, generation, reason);
         if removed {
             self.slot_freed.notify_waiters();
         }
+    }
+
+    /// Removes an established session for `reason` if nobody is using it.
+    /// Decided under the lock, where sessions are handed out, so a session is
+    /// never expired just as a caller gets it.
+    pub(crate) fn expire(&self, key: &SessionKey, generation: u64, reason: CloseReason) -> bool {
+        let expired = {
+            let mut reg = self.registry.lock();
+            let k: &dyn KeyView = key;
+            let idle = reg
+                .live
+                .peek(k)
+                .is_some_and(|l| l.link.generation == generation && l.session.busy() == 0);
+            idle && reg.remove_live(k, reason).is_some()
+        };
+        if expired {
+            self.slot_freed.notify_waiters();
+        }
+        expired
+    }
+
+    /// A creation failed: free its slot, and hold further attempts off.
+    pub(crate) fn fail(&self, key: &SessionKey, generation: u64, error: &Error) {
+        Stats::bump(&self.stats.creation_failures);
+        {
+            let mut reg = self.registry.lock();
+            if reg.remove_generation(key, generation, CloseReason::Explicit)
+                && !matches!(error, Error::ClosedWhileConnecting { .. })
+            {
+                let (initial, max) = self.config.failure_backoff;
+                reg.record_failure(key, error.clone(), initial, max);
+            }
+        }
+        self.slot_freed.notify_waiters();
     }
 }
 
@@ -119,6 +176,8 @@ pub(crate) struct OwnerGuard {
     pub(crate) core: Arc<Core>,
     pub(crate) key: SessionKey,
     pub(crate) link: OwnerLink,
+    /// The session was handed out, so dropping the owner loses it.
+    pub(crate) established: bool,
     finished: bool,
 }
 
@@ -130,6 +189,7 @@ impl OwnerGuard {
             core,
             key,
             link,
+            established: false,
             finished: false,
         }
     }
@@ -150,8 +210,12 @@ impl Drop for OwnerGuard {
                 "session lost: its owner task was dropped, most likely because the runtime \
                  hosting it shut down; the next call creates a new session"
             );
+            self.core
+                .remove(&self.key, self.link.generation, CloseReason::RuntimeGone);
+            if self.established {
+                self.core.stats.closed(CloseReason::RuntimeGone);
+            }
         }
-        self.core.remove(&self.key, self.link.generation);
         self.link.done.cancel();
         self.core.owners.sub();
     }

@@ -63,10 +63,29 @@ pub enum Error {
         scope: Arc<str>,
     },
 
-    /// Every slot of the pool stayed taken by sessions that could not be
-    /// evicted (all still being created) for the whole connect timeout.
+    /// The key's last creation failed recently; the pool does not retry it
+    /// before `retry_in` has passed (see
+    /// [`Builder::failure_backoff`](crate::Builder::failure_backoff)).
     #[error(
-        "no free slot for MCP server `{server}` and scope `{scope}`: all {max_sessions} sessions were being created for {waited:?}"
+        "not retrying MCP server `{server}` for scope `{scope}` for another {retry_in:?}; its last creation failed: {source}"
+    )]
+    BackingOff {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// How long until the next attempt is allowed.
+        retry_in: Duration,
+        /// The error of the failed creation.
+        #[source]
+        source: Arc<Error>,
+    },
+
+    /// Every slot of the pool stayed taken by sessions that could not be
+    /// evicted (being created, or busy: a handle of theirs is alive) for the
+    /// whole connect timeout.
+    #[error(
+        "no free slot for MCP server `{server}` and scope `{scope}`: all {max_sessions} sessions were busy or being created for {waited:?}"
     )]
     PoolFull {
         /// Server name of the session's key.
@@ -144,6 +163,7 @@ impl Error {
             | Error::ClosedWhileConnecting { server, scope }
             | Error::PoolFull { server, scope, .. }
             | Error::PoolClosed { server, scope }
+            | Error::BackingOff { server, scope, .. }
             | Error::Call { server, scope, .. } => Some((server, scope)),
             Error::BlockingNotAllowed { .. }
             | Error::Runtime { .. }

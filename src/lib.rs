@@ -16,15 +16,19 @@ mod key;
 mod owner;
 mod pool;
 mod process;
+mod reason;
 mod registry;
 mod runtime;
 mod session;
+mod stats;
 
-pub use builder::{Builder, OwnerRuntime};
+pub use builder::{Builder, HealthCheck, OwnerRuntime};
 pub use config::{Duplex, ServerConfig};
 pub use error::Error;
-pub use pool::{PoolStatus, SessionPool};
+pub use pool::SessionPool;
+pub use reason::CloseReason;
 pub use session::Session;
+pub use stats::PoolStatus;
 
 /// rmcp, re-exported so callers use the exact version the pool was built with.
 pub use rmcp;

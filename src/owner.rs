@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::{FutureExt, future::FusedFuture};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion},
@@ -10,16 +11,18 @@ use rmcp::{
 };
 use tokio::{
     sync::oneshot,
-    time::{Instant, timeout, timeout_at},
+    time::{Instant, sleep_until, timeout, timeout_at},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    Error, ServerConfig, Session,
+    CloseReason, Error, ServerConfig,
     config::Transport,
     core::OwnerGuard,
     process::{Exit, ServerProcess},
+    session::SessionInner,
+    stats::Stats,
 };
 
 /// After teardown, how long to let rmcp's service loop finish before
@@ -27,166 +30,195 @@ use crate::{
 const SERVICE_EXIT_GRACE: Duration = Duration::from_secs(1);
 
 type Client = RunningService<RoleClient, ClientConfig>;
+type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct OwnerTask {
     pub(crate) guard: OwnerGuard,
     pub(crate) config: ServerConfig,
-    pub(crate) ready: oneshot::Sender<Result<Session, Error>>,
-    /// The close signal of a session evicted to make room for this one: its
+    pub(crate) ready: oneshot::Sender<Result<Arc<SessionInner>, Error>>,
+    /// Why the key's previous session ended, if it had one.
+    pub(crate) previous: Option<CloseReason>,
+    /// The done signal of a session evicted to make room for this one: its
     /// process is gone before this one starts, so the bound holds for
     /// processes, not just registry entries.
     pub(crate) after: Option<CancellationToken>,
 }
 
-/// Why an established session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Closed,
-    ServiceEnded,
-    ProcessExited,
-}
-
 impl OwnerTask {
     pub(crate) async fn run(self) {
-        let link = &self.guard.link;
         let span = tracing::info_span!(
             "mcp_session",
             server = %self.guard.key.server,
             scope = %self.guard.key.scope,
-            generation = link.generation,
+            generation = self.guard.link.generation,
         );
         self.run_inner().instrument(span).await;
     }
 
     async fn run_inner(self) {
         let OwnerTask {
-            guard,
+            mut guard,
             config,
             ready,
+            previous,
             after,
         } = self;
         let close = guard.link.close.clone();
-        let timeouts = &guard.core.config;
-        let (connect_timeout, close_timeout) = (timeouts.connect_timeout, timeouts.close_timeout);
-
         if let Some(prev) = after {
             tokio::select! {
                 _ = prev.cancelled() => {}
                 _ = close.cancelled() => {}
             }
         }
-        if close.is_cancelled() {
-            let err = Error::ClosedWhileConnecting {
-                server: guard.key.server.clone(),
-                scope: guard.key.scope.clone(),
-            };
-            fail(&guard, None, ready, err).await;
-            guard.finish();
-            return;
-        }
 
         let started = Instant::now();
-        let deadline = started + connect_timeout;
-        // A child token: rmcp cancels it when the service is dropped, and a
-        // close of the session (or of the whole pool) cancels it too.
-        let service_ct = close.child_token();
-        let (mut process, connecting) = match start(&config, service_ct.clone()) {
-            Ok(started) => started,
-            Err(source) => {
-                let err = Error::Spawn {
-                    server: guard.key.server.clone(),
-                    scope: guard.key.scope.clone(),
-                    source: Arc::new(source),
-                };
-                tracing::warn!(error = %err, "session creation failed");
-                fail(&guard, None, ready, err).await;
-                guard.finish();
-                return;
-            }
-        };
-        tracing::debug!(pid = ?process.as_ref().and_then(|p| p.pid()), "server started");
-
-        let result = tokio::select! {
-            biased;
-            _ = close.cancelled() => Err(Error::ClosedWhileConnecting {
-                server: guard.key.server.clone(),
-                scope: guard.key.scope.clone(),
-            }),
-            r = timeout_at(deadline, connecting) => match r {
-                Ok(Ok(client)) => Ok(client),
-                Ok(Err(source)) => Err(Error::Connect {
-                    server: guard.key.server.clone(),
-                    scope: guard.key.scope.clone(),
-                    source,
-                }),
-                Err(_) => Err(Error::ConnectTimeout {
-                    server: guard.key.server.clone(),
-                    scope: guard.key.scope.clone(),
-                    timeout: connect_timeout,
-                }),
-            },
-        };
-        let client = match result {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::warn!(error = %err, "session creation failed");
-                fail(&guard, process.as_mut(), ready, err).await;
+        let (client, mut process, service_ct) = match connect(&guard, &config).await {
+            Ok(connected) => connected,
+            Err((err, process)) => {
+                tracing::warn!(error = %err, elapsed = ?started.elapsed(), "session creation failed");
+                // Free the slot first so the next call starts afresh, then
+                // kill and reap, then hand the error to the waiters.
+                guard.core.fail(&guard.key, guard.link.generation, &err);
+                if let Some(mut p) = process {
+                    p.kill().await;
+                }
+                let _ = ready.send(Err(err));
                 guard.finish();
                 return;
             }
         };
 
-        let session = Session::new(
+        let core = guard.core.clone();
+        let session = Arc::new(SessionInner::new(
             client.peer().clone(),
             guard.key.server.clone(),
             guard.key.scope.clone(),
             guard.link.generation,
-        );
-        if !guard
-            .core
-            .promote(&guard.key, session.clone(), guard.link.clone())
-        {
-            let err = Error::ClosedWhileConnecting {
+            previous,
+            core.epoch,
+            core.slot_freed.clone(),
+        ));
+        if !core.promote(&guard.key, session.clone(), guard.link.clone()) {
+            Stats::bump(&core.stats.creation_failures);
+            let _ = ready.send(Err(Error::ClosedWhileConnecting {
                 server: guard.key.server.clone(),
                 scope: guard.key.scope.clone(),
-            };
-            let _ = ready.send(Err(err));
-            teardown(client, service_ct, process, close_timeout).await;
+            }));
+            let mut waiting = std::pin::pin!(client.waiting().fuse());
+            teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
             guard.finish();
             return;
         }
-        tracing::debug!(elapsed = ?started.elapsed(), "session created");
+        guard.established = true;
+        tracing::info!(elapsed = ?started.elapsed(), replaced = ?previous, "session created");
         // Waiters may all be gone; the session stays for later callers.
-        let _ = ready.send(Ok(session));
+        let _ = ready.send(Ok(session.clone()));
 
-        let mut waiting = std::pin::pin!(client.waiting());
-        let end = tokio::select! {
-            biased;
-            _ = close.cancelled() => End::Closed,
-            _ = &mut waiting => End::ServiceEnded,
-            _ = async { match process.as_mut() {
-                Some(p) => p.exited().await,
-                None => std::future::pending().await,
-            } } => End::ProcessExited,
+        // Fused: it may complete in the select below, and teardown must not
+        // poll it again.
+        let mut waiting = std::pin::pin!(client.waiting().fuse());
+        let reason = loop {
+            let busy = session.busy() > 0;
+            let idle_at = core.config.idle_timeout.map(|d| session.last_used() + d);
+            let life_at = core.config.max_lifetime.map(|d| started + d);
+            // A busy session neither idles nor expires: wait for its release.
+            let wake = if busy {
+                None
+            } else {
+                idle_at.into_iter().chain(life_at).min()
+            };
+            tokio::select! {
+                biased;
+                _ = close.cancelled() => break guard.link.reason.get().unwrap_or(CloseReason::PoolDropped),
+                _ = &mut waiting => break died(&guard, "service ended"),
+                _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
+                _ = session.released.notified(), if busy => {}
+                _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
+                    let now = Instant::now();
+                    let expired = if life_at.is_some_and(|t| t <= now) {
+                        CloseReason::MaxLifetime
+                    } else if core.config.idle_timeout.is_some_and(|d| session.last_used() + d <= now) {
+                        CloseReason::IdleTimeout
+                    } else {
+                        continue;
+                    };
+                    // Fails if a caller took the session meanwhile.
+                    if core.expire(&guard.key, guard.link.generation, expired) {
+                        tracing::info!(reason = ?expired, "session expired");
+                        break expired;
+                    }
+                }
+            }
         };
-        if end != End::Closed {
-            // Out of the registry before anything else, so no caller gets a
-            // dead session while it is torn down.
-            guard.core.remove(&guard.key, guard.link.generation);
-            tracing::info!(?end, "session died");
-        }
-        let t0 = Instant::now();
-        service_ct.cancel();
-        let exit = match process.as_mut() {
-            Some(p) => Some(p.shut_down(close_timeout).await),
-            None => None,
-        };
-        let service_done = match exit {
-            Some(_) => timeout(SERVICE_EXIT_GRACE, &mut waiting).await.is_ok(),
-            None => timeout(close_timeout, &mut waiting).await.is_ok(),
-        };
-        report_teardown(exit, service_done, t0.elapsed());
+        drop(session);
+        core.stats.closed(reason);
+        let elapsed = teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
+        tracing::info!(?reason, teardown = ?elapsed, "session closed");
         guard.finish();
+    }
+}
+
+fn died(guard: &OwnerGuard, what: &'static str) -> CloseReason {
+    // Out of the registry before anything else, so no caller gets a dead
+    // session while it is torn down.
+    guard
+        .core
+        .remove(&guard.key, guard.link.generation, CloseReason::Died);
+    tracing::info!(cause = what, "session died");
+    CloseReason::Died
+}
+
+async fn exited(process: Option<&mut ServerProcess>) {
+    match process {
+        Some(p) => p.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Spawns the transport and runs the MCP handshake, within the connect
+/// timeout, unless the session is closed first. On failure the process, if
+/// one was started, comes back to be killed.
+async fn connect(
+    guard: &OwnerGuard,
+    config: &ServerConfig,
+) -> Result<(Client, Option<ServerProcess>, CancellationToken), (Error, Option<ServerProcess>)> {
+    let (server, scope) = (guard.key.server.clone(), guard.key.scope.clone());
+    let close = &guard.link.close;
+    let connect_timeout = guard.core.config.connect_timeout;
+    if close.is_cancelled() {
+        return Err((Error::ClosedWhileConnecting { server, scope }, None));
+    }
+    let deadline = Instant::now() + connect_timeout;
+    // A child token: rmcp cancels it when the service is dropped, and a
+    // close of the session (or of the whole pool) cancels it too.
+    let service_ct = close.child_token();
+    let (process, handshake) = match start(config, service_ct.clone()) {
+        Ok(started) => started,
+        Err(source) => {
+            let source = Arc::new(source);
+            return Err((
+                Error::Spawn {
+                    server,
+                    scope,
+                    source,
+                },
+                None,
+            ));
+        }
+    };
+    tracing::debug!(pid = ?process.as_ref().and_then(ServerProcess::pid), "server started");
+    let result = tokio::select! {
+        biased;
+        _ = close.cancelled() => Err(Error::ClosedWhileConnecting { server, scope }),
+        r = timeout_at(deadline, handshake) => match r {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(source)) => Err(Error::Connect { server, scope, source }),
+            Err(_) => Err(Error::ConnectTimeout { server, scope, timeout: connect_timeout }),
+        },
+    };
+    match result {
+        Ok(client) => Ok((client, process, service_ct)),
+        Err(err) => Err((err, process)),
     }
 }
 
@@ -225,8 +257,6 @@ fn start(
     Ok((process, handshake))
 }
 
-type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
-
 fn client_config() -> ClientConfig {
     ClientConfig::new(
         ClientCapabilities::default(),
@@ -235,50 +265,65 @@ fn client_config() -> ClientConfig {
     .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
 }
 
-/// A creation failed: free the slot first so the next call starts afresh,
-/// then kill and reap the process, then hand the error to the waiters.
-async fn fail(
-    guard: &OwnerGuard,
-    process: Option<&mut ServerProcess>,
-    ready: oneshot::Sender<Result<Session, Error>>,
-    err: Error,
-) {
-    guard.core.remove(&guard.key, guard.link.generation);
-    if let Some(p) = process {
-        p.kill().await;
-    }
-    let _ = ready.send(Err(err));
-}
-
-/// Tears down a session that was never handed out.
+/// Stops the service and the server within the close timeout. Failures are
+/// logged at `warn` and counted, never swallowed.
 async fn teardown(
-    client: Client,
+    guard: &OwnerGuard,
+    waiting: &mut (impl FusedFuture + Unpin),
     service_ct: CancellationToken,
-    mut process: Option<ServerProcess>,
-    close_timeout: Duration,
-) {
+    process: Option<&mut ServerProcess>,
+) -> Duration {
+    let core = &guard.core;
+    let _closing = Closing::new(&core.stats);
     let t0 = Instant::now();
+    let close_timeout = core.config.close_timeout;
     service_ct.cancel();
-    let exit = match process.as_mut() {
+    let exit = match process {
         Some(p) => Some(p.shut_down(close_timeout).await),
         None => None,
     };
-    let service_done = timeout(close_timeout, client.waiting()).await.is_ok();
-    report_teardown(exit, service_done, t0.elapsed());
-}
-
-fn report_teardown(exit: Option<Exit>, service_done: bool, elapsed: Duration) {
+    let grace = if exit.is_some() {
+        SERVICE_EXIT_GRACE
+    } else {
+        close_timeout
+    };
+    let service_done = waiting.is_terminated() || timeout(grace, waiting).await.is_ok();
+    let elapsed = t0.elapsed();
     match exit {
         Some(Exit::Killed) => {
-            tracing::warn!(?elapsed, "server ignored stdin EOF and SIGTERM; killed")
+            Stats::bump(&core.stats.teardown_failures);
+            tracing::warn!(
+                ?elapsed,
+                "server ignored stdin EOF and SIGTERM within the close timeout; killed"
+            );
         }
         Some(exit) => tracing::debug!(?elapsed, ?exit, "server process ended"),
         None => {}
     }
     if !service_done {
+        Stats::bump(&core.stats.teardown_failures);
         tracing::warn!(
             ?elapsed,
             "MCP service did not stop within the close timeout; detached"
         );
+    }
+    elapsed
+}
+
+/// Counts a teardown in `closing` for as long as it runs, however it ends.
+struct Closing<'a>(&'a Stats);
+
+impl<'a> Closing<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        Stats::bump(&stats.closing);
+        Self(stats)
+    }
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .closing
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

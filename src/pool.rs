@@ -6,15 +6,25 @@ use futures_util::{FutureExt, future::join_all};
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use rmcp::{
+    ServiceError,
+    model::{ClientRequest, PingRequest},
+    service::PeerRequestOptions,
+};
+
 use crate::{
-    Builder, Error, ServerConfig, Session,
+    Builder, CloseReason, Error, HealthCheck, PoolStatus, ServerConfig, Session,
     builder::PoolConfig,
     core::{Core, OwnerGuard},
     key::{KeyView, SessionKey},
     owner::OwnerTask,
     registry::{OwnerLink, Pending, Ready},
     runtime::{Host, KILL_MARGIN},
+    stats::Stats,
 };
+
+/// Upper bound on a health check's wait for a `ping` reply.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pool of persistent MCP client sessions, one per `(server, scope)` key.
 ///
@@ -48,19 +58,10 @@ impl Drop for PoolInner {
     }
 }
 
-/// A snapshot of a pool's size. Taken under the pool's lock, so `live` and
-/// `in_flight` are consistent with each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PoolStatus {
-    /// Established sessions.
-    pub live: usize,
-    /// Sessions being created.
-    pub in_flight: usize,
-}
-
 enum Step<'a> {
     Hit(Session),
+    /// A hit that must pass a health check first.
+    Check(Session),
     Join(Ready),
     Full(Pin<Box<tokio::sync::futures::Notified<'a>>>),
 }
@@ -97,14 +98,18 @@ impl SessionPool {
     /// `config` if there is none. `config` is only read when a session is
     /// created.
     ///
+    /// The session counts as busy while the returned handle (or a clone) is
+    /// alive: get one per tool call and drop it afterwards.
+    ///
     /// # Errors
     ///
     /// Creation failures ([`Error::Spawn`], [`Error::Connect`],
     /// [`Error::ConnectTimeout`]) are handed to every caller that waited on
-    /// that creation, and are not cached: the next call tries again.
+    /// that creation; further calls for the key within the failure backoff
+    /// get [`Error::BackingOff`] without a new attempt.
     /// [`Error::ClosedWhileConnecting`] if a `close_*` call took the creation
-    /// out; [`Error::PoolFull`] if no slot freed up within the connect
-    /// timeout; [`Error::PoolClosed`] after [`close`](Self::close).
+    /// out; [`Error::PoolFull`] if every slot stayed busy or in creation for
+    /// the connect timeout; [`Error::PoolClosed`] after [`close`](Self::close).
     ///
     /// # Cancel safety
     ///
@@ -122,9 +127,19 @@ impl SessionPool {
         loop {
             match self.step(server, scope, config)? {
                 Step::Hit(session) => return Ok(session),
+                // Cancel safety: dropping the handle is all a cancel does.
+                Step::Check(session) => {
+                    if self.is_healthy(&session).await {
+                        return Ok(session);
+                    }
+                }
                 // Cancel safety: this is a clone of the shared result; the
                 // owner task runs on whether or not anyone awaits it.
-                Step::Join(ready) => return ready.await,
+                Step::Join(ready) => {
+                    let session = ready.await?;
+                    // Busy from here on, like a hit.
+                    return Ok(session.lease());
+                }
                 // Cancel safety: nothing is registered for this caller.
                 Step::Full(freed) => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -183,13 +198,50 @@ impl SessionPool {
         crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
     }
 
+    /// Pings a session; a failure takes it out of the pool for good.
+    async fn is_healthy(&self, session: &Session) -> bool {
+        let core = &self.inner.core;
+        let limit = core.config.connect_timeout.min(PING_TIMEOUT);
+        let request = ClientRequest::PingRequest(PingRequest::default());
+        let reply = async {
+            let handle = session
+                .send_request_with_option(request, PeerRequestOptions::with_timeout(limit))
+                .await?;
+            handle.await_response().await
+        };
+        match reply.await {
+            // An error reply is a reply: the server is alive.
+            Ok(_) | Err(ServiceError::McpError(_)) => true,
+            Err(error) => {
+                tracing::info!(
+                    server = session.server(),
+                    scope = session.scope(),
+                    generation = session.generation(),
+                    %error,
+                    "health check failed; replacing the session"
+                );
+                let key = SessionKey::new(session.server(), session.scope());
+                let link = core.registry.lock().remove_live_generation(
+                    &key,
+                    session.generation(),
+                    CloseReason::HealthCheck,
+                );
+                if let Some(link) = link {
+                    link.signal();
+                    core.slot_freed.notify_waiters();
+                }
+                false
+            }
+        }
+    }
+
     /// One look at the registry, under its lock; never awaits.
     fn step(&self, server: &str, scope: &str, config: &ServerConfig) -> Result<Step<'_>, Error> {
         let core = &self.inner.core;
         let view = (server, scope);
         let k: &dyn KeyView = &view;
         let mut to_close = None;
-        let (key, link, tx, ready) = {
+        let (key, link, tx, ready, previous, evicted) = {
             let mut reg = core.registry.lock();
             if reg.closed {
                 return Err(Error::PoolClosed {
@@ -199,25 +251,68 @@ impl SessionPool {
             }
             if let Some(live) = reg.live.get(k) {
                 if live.is_usable() {
-                    return Ok(Step::Hit(live.session.clone()));
+                    let check = match core.config.health_check {
+                        HealthCheck::PingIfIdleFor(idle) => {
+                            live.session.busy() == 0 && live.session.last_used().elapsed() >= idle
+                        }
+                        HealthCheck::Off => false,
+                    };
+                    let session = live.session.lease();
+                    drop(reg);
+                    Stats::bump(&core.stats.hits);
+                    tracing::trace!(
+                        server,
+                        scope,
+                        generation = session.generation(),
+                        "session reused"
+                    );
+                    return Ok(if check {
+                        Step::Check(session)
+                    } else {
+                        Step::Hit(session)
+                    });
                 }
                 // Died, or its runtime is gone, before its owner removed it.
-                to_close = reg.live.pop(k).map(|l| l.link);
+                let reason = if live.link.done.is_cancelled() {
+                    CloseReason::RuntimeGone
+                } else {
+                    CloseReason::Died
+                };
+                to_close = reg.remove_live(k, reason);
             }
             if let Some(pending) = reg.inflight.get(k) {
-                return Ok(Step::Join(pending.ready.clone()));
+                let ready = pending.ready.clone();
+                drop(reg);
+                Stats::bump(&core.stats.joined);
+                return Ok(Step::Join(ready));
             }
+            if let Some(backoff) = reg.backoff.get(k) {
+                let now = Instant::now();
+                if now < backoff.until {
+                    return Err(Error::BackingOff {
+                        server: server.into(),
+                        scope: scope.into(),
+                        retry_in: backoff.until - now,
+                        source: Arc::new(backoff.error.clone()),
+                    });
+                }
+            }
+            let mut evicted = None;
             if reg.len() >= core.config.max_sessions {
-                match reg.live.pop_lru() {
-                    Some((evicted, live)) => {
-                        tracing::debug!(server = %evicted.server, scope = %evicted.scope, "evicting least recently used session");
-                        to_close = Some(live.link);
+                match reg.evict_idle() {
+                    Some((key, link)) => {
+                        tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session");
+                        evicted = Some(link);
                     }
                     None => {
-                        // Every slot is a creation in flight; wait for one to
-                        // finish. Enabled under the lock so no wake is missed.
+                        // Every slot is busy or in creation; wait for one to
+                        // free up. Enabled under the lock so no wake is missed.
                         let mut freed = Box::pin(core.slot_freed.notified());
                         freed.as_mut().enable();
+                        drop(reg);
+                        if let Some(link) = to_close {
+                            link.signal();
+                        }
                         return Ok(Step::Full(freed));
                     }
                 }
@@ -227,6 +322,7 @@ impl SessionPool {
                 generation: core.next_generation(),
                 close: core.root.child_token(),
                 done: CancellationToken::new(),
+                reason: Default::default(),
             };
             let (tx, rx) = oneshot::channel();
             let (srv, scp) = (key.server.clone(), key.scope.clone());
@@ -247,17 +343,18 @@ impl SessionPool {
                     link: link.clone(),
                 },
             );
-            (key, link, tx, ready)
+            let previous = reg.gone.peek(k).copied();
+            (key, link, tx, ready, previous, evicted)
         };
-        let after = to_close.map(|old| {
-            old.close.cancel();
-            old.done
-        });
+        for link in to_close.iter().chain(&evicted) {
+            link.signal();
+        }
         let task = OwnerTask {
             guard: OwnerGuard::new(core.clone(), key, link),
             config: config.clone(),
             ready: tx,
-            after,
+            previous,
+            after: evicted.map(|l| l.done),
         };
         match self.inner.host.handle() {
             Some(handle) => drop(handle.spawn(task.run())),
@@ -346,13 +443,15 @@ impl SessionPool {
         links.len()
     }
 
-    /// How many sessions are live and being created.
+    /// Sessions live, being created and closing, and the pool's counters.
+    /// See [`PoolStatus`] for how consistent the snapshot is.
     pub fn status(&self) -> PoolStatus {
-        let reg = self.inner.core.registry.lock();
-        PoolStatus {
-            live: reg.live.len(),
-            in_flight: reg.inflight.len(),
-        }
+        let core = &self.inner.core;
+        let (live, in_flight) = {
+            let reg = core.registry.lock();
+            (reg.live.len(), reg.inflight.len())
+        };
+        core.stats.snapshot(live, in_flight)
     }
 
     /// Takes matching sessions out under the lock and signals their owners.

@@ -1,30 +1,43 @@
-//! The data under the pool's one lock: established sessions and creations in
-//! flight. Plain data only; nothing here awaits.
+//! The data under the pool's one lock: established sessions, creations in
+//! flight, failure backoff, and why each key's last session ended. Plain data
+//! only; nothing here awaits.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use futures_util::future::{BoxFuture, Shared};
 use lru::LruCache;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Error, Session,
+    CloseReason, Error,
     key::{KeyView, SessionKey},
+    reason::ReasonCell,
+    session::SessionInner,
 };
 
 /// The result of one creation, shared by every caller waiting for it.
-pub(crate) type Ready = Shared<BoxFuture<'static, Result<Session, Error>>>;
+pub(crate) type Ready = Shared<BoxFuture<'static, Result<Arc<SessionInner>, Error>>>;
 
-/// How to reach an owner task: tell it to close, and learn when it is done.
+/// How to reach an owner task: tell it to close (and why), and learn when it
+/// is done.
 #[derive(Clone)]
 pub(crate) struct OwnerLink {
     pub(crate) generation: u64,
     pub(crate) close: CancellationToken,
     pub(crate) done: CancellationToken,
+    pub(crate) reason: Arc<ReasonCell>,
+}
+
+impl OwnerLink {
+    /// Tells the owner to close; call after unlocking.
+    pub(crate) fn signal(&self) {
+        self.close.cancel();
+    }
 }
 
 pub(crate) struct Live {
-    pub(crate) session: Session,
+    pub(crate) session: Arc<SessionInner>,
     pub(crate) link: OwnerLink,
 }
 
@@ -34,7 +47,7 @@ impl Live {
     pub(crate) fn is_usable(&self) -> bool {
         !self.link.close.is_cancelled()
             && !self.link.done.is_cancelled()
-            && !self.session.is_transport_closed()
+            && !self.session.peer.is_transport_closed()
     }
 }
 
@@ -43,18 +56,31 @@ pub(crate) struct Pending {
     pub(crate) link: OwnerLink,
 }
 
+/// A key whose last creation failed: no new attempt before `until`.
+pub(crate) struct Backoff {
+    pub(crate) until: Instant,
+    pub(crate) delay: Duration,
+    pub(crate) error: Error,
+}
+
 pub(crate) struct Registry {
     /// Established sessions, least recently used first out.
     pub(crate) live: LruCache<SessionKey, Live>,
     pub(crate) inflight: HashMap<SessionKey, Pending>,
+    pub(crate) backoff: HashMap<SessionKey, Backoff>,
+    /// Why each key's last established session ended; bounded, so a pool
+    /// that sees endless scopes does not grow without end.
+    pub(crate) gone: LruCache<SessionKey, CloseReason>,
     pub(crate) closed: bool,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(memory: NonZeroUsize) -> Self {
         Self {
             live: LruCache::unbounded(),
             inflight: HashMap::new(),
+            backoff: HashMap::new(),
+            gone: LruCache::new(memory),
             closed: false,
         }
     }
@@ -63,18 +89,52 @@ impl Registry {
         self.live.len() + self.inflight.len()
     }
 
-    /// Removes the slot of `key` if it still belongs to `generation`, so an
-    /// owner never removes its successor.
-    pub(crate) fn remove_generation(&mut self, key: &SessionKey, generation: u64) -> bool {
+    /// Takes an established session out for `reason`. Every removal of a live
+    /// session goes through here, so its successor learns why it is new.
+    pub(crate) fn remove_live(
+        &mut self,
+        k: &dyn KeyView,
+        reason: CloseReason,
+    ) -> Option<OwnerLink> {
+        let (key, live) = self.live.pop_entry(k)?;
+        live.link.reason.set(reason);
+        self.gone.put(key, reason);
+        Some(live.link)
+    }
+
+    /// Takes `key`'s established session out if it still is `generation`.
+    pub(crate) fn remove_live_generation(
+        &mut self,
+        key: &SessionKey,
+        generation: u64,
+        reason: CloseReason,
+    ) -> Option<OwnerLink> {
         let k: &dyn KeyView = key;
         if self
             .live
             .peek(k)
             .is_some_and(|l| l.link.generation == generation)
         {
-            self.live.pop(k);
+            return self.remove_live(k, reason);
+        }
+        None
+    }
+
+    /// Removes `key`'s slot if it still belongs to `generation`, so an owner
+    /// never removes its successor.
+    pub(crate) fn remove_generation(
+        &mut self,
+        key: &SessionKey,
+        generation: u64,
+        reason: CloseReason,
+    ) -> bool {
+        if self
+            .remove_live_generation(key, generation, reason)
+            .is_some()
+        {
             return true;
         }
+        let k: &dyn KeyView = key;
         if self
             .inflight
             .get(k)
@@ -86,29 +146,73 @@ impl Registry {
         false
     }
 
+    /// The least recently used session that nobody is using, taken out.
+    pub(crate) fn evict_idle(&mut self) -> Option<(SessionKey, OwnerLink)> {
+        let key = self
+            .live
+            .iter()
+            .rev()
+            .find(|(_, l)| l.session.busy() == 0)
+            .map(|(k, _)| k.clone())?;
+        let link = self.remove_live(&key as &dyn KeyView, CloseReason::Evicted)?;
+        Some((key, link))
+    }
+
     /// Takes every live and in-flight session whose key matches out of the
     /// registry and returns their owners, to be signalled after unlocking.
     pub(crate) fn take_matching(
         &mut self,
         matches: impl Fn(&SessionKey) -> bool,
     ) -> Vec<OwnerLink> {
-        let live_keys: Vec<SessionKey> = self
+        let keys: Vec<SessionKey> = self
             .live
             .iter()
             .filter(|(k, _)| matches(k))
             .map(|(k, _)| k.clone())
             .collect();
-        let mut taken: Vec<OwnerLink> = live_keys
+        let mut taken: Vec<OwnerLink> = keys
             .iter()
-            .filter_map(|k| self.live.pop(k as &dyn KeyView).map(|l| l.link))
+            .filter_map(|k| self.remove_live(k as &dyn KeyView, CloseReason::Explicit))
             .collect();
         self.inflight.retain(|k, p| {
             let keep = !matches(k);
             if !keep {
+                p.link.reason.set(CloseReason::Explicit);
                 taken.push(p.link.clone());
             }
             keep
         });
         taken
+    }
+
+    /// Records a failed creation: the next attempt waits twice as long as
+    /// the last, from `initial` up to `max`.
+    pub(crate) fn record_failure(
+        &mut self,
+        key: &SessionKey,
+        error: Error,
+        initial: Duration,
+        max: Duration,
+    ) {
+        if initial.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if self.backoff.len() >= self.gone.cap().get() {
+            self.backoff.retain(|_, b| b.until > now);
+        }
+        let k: &dyn KeyView = key;
+        let delay = match self.backoff.get(k) {
+            Some(b) => (b.delay * 2).min(max),
+            None => initial.min(max),
+        };
+        self.backoff.insert(
+            key.clone(),
+            Backoff {
+                until: now + delay,
+                delay,
+                error,
+            },
+        );
     }
 }

@@ -1,14 +1,110 @@
-//! The handle callers get: an rmcp peer plus which session it is.
+//! The handle callers get: an rmcp peer plus which session it is, holding a
+//! lease that marks the session busy while it is alive.
 
-use std::{fmt, ops::Deref, sync::Arc};
+use std::{
+    fmt,
+    ops::Deref,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+};
 
 use rmcp::{
     Peer, RoleClient,
     model::{CallToolRequestParams, CallToolResult},
 };
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::Error;
+use crate::{CloseReason, Error};
+
+/// What the registry keeps of an established session.
+pub(crate) struct SessionInner {
+    pub(crate) peer: Peer<RoleClient>,
+    /// The runtime that hosts the session's tasks, to drive blocking calls.
+    runtime: Handle,
+    pub(crate) server: Arc<str>,
+    pub(crate) scope: Arc<str>,
+    pub(crate) generation: u64,
+    previous: Option<CloseReason>,
+    /// Handles given out by `get_session` and not yet dropped.
+    busy: AtomicUsize,
+    /// When it was last handed out or released, as nanoseconds past `epoch`.
+    last_used: AtomicU64,
+    epoch: Instant,
+    /// Wakes the owner when the last handle is released.
+    pub(crate) released: Notify,
+    /// Wakes callers waiting for an evictable session.
+    slot_freed: Arc<Notify>,
+}
+
+impl SessionInner {
+    /// Must be called on the runtime that hosts the session.
+    pub(crate) fn new(
+        peer: Peer<RoleClient>,
+        server: Arc<str>,
+        scope: Arc<str>,
+        generation: u64,
+        previous: Option<CloseReason>,
+        epoch: Instant,
+        slot_freed: Arc<Notify>,
+    ) -> Self {
+        let inner = Self {
+            peer,
+            runtime: Handle::current(),
+            server,
+            scope,
+            generation,
+            previous,
+            busy: AtomicUsize::new(0),
+            last_used: AtomicU64::new(0),
+            epoch,
+            released: Notify::new(),
+            slot_freed,
+        };
+        inner.touch();
+        inner
+    }
+
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_used(&self) -> Instant {
+        self.epoch + std::time::Duration::from_nanos(self.last_used.load(Ordering::Relaxed))
+    }
+
+    fn touch(&self) {
+        let nanos = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        self.last_used
+            .store(nanos.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Marks the session busy and returns a handle that releases it on drop.
+    /// Under the registry lock, so eviction and expiry see it.
+    pub(crate) fn lease(self: &Arc<Self>) -> Session {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Session {
+            lease: Arc::new(Lease(self.clone())),
+        }
+    }
+}
+
+struct Lease(Arc<SessionInner>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let inner = &self.0;
+        inner.touch();
+        if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            inner.released.notify_one();
+            inner.slot_freed.notify_waiters();
+        }
+    }
+}
 
 /// A live, initialized MCP client session for one `(server, scope)` key.
 ///
@@ -16,63 +112,51 @@ use crate::Error;
 /// available on it: `session.call_tool(..)`, `session.list_tools(..)`, ...
 /// Cloning is cheap, and every clone talks to the same server session.
 ///
-/// Holding a `Session` does not keep the session open: the pool may close it
-/// (eviction, `close_*`, the server dying), after which calls fail with
-/// rmcp's `TransportClosed`. Get a fresh one from the pool for each call
-/// rather than storing it.
+/// While a handle from [`get_session`](crate::SessionPool::get_session) (or
+/// any clone of it) is alive, the session counts as **busy**: it is not
+/// evicted, and it does not expire. Get a handle for each call and drop it
+/// afterwards, rather than storing it. The pool may still close a busy
+/// session (`close_*`, the server dying); calls then fail with rmcp's
+/// `TransportClosed`.
 #[derive(Clone)]
 pub struct Session {
-    inner: Arc<SessionInner>,
-}
-
-struct SessionInner {
-    peer: Peer<RoleClient>,
-    /// The runtime that hosts the session's tasks, to drive blocking calls.
-    runtime: Handle,
-    server: Arc<str>,
-    scope: Arc<str>,
-    generation: u64,
+    lease: Arc<Lease>,
 }
 
 impl Session {
-    /// Must be called on the runtime that hosts the session.
-    pub(crate) fn new(
-        peer: Peer<RoleClient>,
-        server: Arc<str>,
-        scope: Arc<str>,
-        generation: u64,
-    ) -> Self {
-        Self {
-            inner: Arc::new(SessionInner {
-                peer,
-                runtime: Handle::current(),
-                server,
-                scope,
-                generation,
-            }),
-        }
+    fn inner(&self) -> &SessionInner {
+        &self.lease.0
     }
 
     /// The server name of this session's key.
     pub fn server(&self) -> &str {
-        &self.inner.server
+        &self.inner().server
     }
 
     /// The scope of this session's key.
     pub fn scope(&self) -> &str {
-        &self.inner.scope
+        &self.inner().scope
     }
 
     /// A number that is different for every session the pool creates. When a
-    /// key's session is replaced (it died, was evicted or closed) the new one
-    /// has a different generation, and the server's state is gone.
+    /// key's session is replaced the new one has a different generation, and
+    /// the server's state is gone.
     pub fn generation(&self) -> u64 {
-        self.inner.generation
+        self.inner().generation
+    }
+
+    /// Why the previous session of this key ended, if this session replaced
+    /// one: the server's state from before (an open page, a login) is gone.
+    /// An agent can tell its model so ("the browser was restarted") instead
+    /// of failing mysteriously. `None` for a key's first session (as far as
+    /// the pool remembers: it keeps the reasons of recently closed keys).
+    pub fn replaced(&self) -> Option<CloseReason> {
+        self.inner().previous
     }
 
     /// The rmcp peer of this session (also reachable through `Deref`).
     pub fn peer(&self) -> &Peer<RoleClient> {
-        &self.inner.peer
+        &self.inner().peer
     }
 
     /// Calls a tool from sync code, with no runtime needed.
@@ -91,10 +175,10 @@ impl Session {
         &self,
         params: CallToolRequestParams,
     ) -> Result<CallToolResult, Error> {
-        self.block_on(self.inner.peer.call_tool(params))?
+        self.block_on(self.inner().peer.call_tool(params))?
             .map_err(|source| Error::Call {
-                server: self.inner.server.clone(),
-                scope: self.inner.scope.clone(),
+                server: self.inner().server.clone(),
+                scope: self.inner().scope.clone(),
                 source: Arc::new(source),
             })
     }
@@ -113,11 +197,7 @@ impl Session {
     ///
     /// [`Error::BlockingNotAllowed`] when called from a current-thread runtime.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        crate::blocking::block_on(&self.inner.runtime, fut)
-    }
-
-    pub(crate) fn is_transport_closed(&self) -> bool {
-        self.inner.peer.is_transport_closed()
+        crate::blocking::block_on(&self.inner().runtime, fut)
     }
 }
 
@@ -125,16 +205,18 @@ impl Deref for Session {
     type Target = Peer<RoleClient>;
 
     fn deref(&self) -> &Self::Target {
-        &self.inner.peer
+        &self.inner().peer
     }
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner();
         f.debug_struct("Session")
-            .field("server", &self.inner.server)
-            .field("scope", &self.inner.scope)
-            .field("generation", &self.inner.generation)
+            .field("server", &inner.server)
+            .field("scope", &inner.scope)
+            .field("generation", &inner.generation)
+            .field("replaced", &inner.previous)
             .finish_non_exhaustive()
     }
 }

@@ -86,7 +86,10 @@ async fn dropped_only_caller_leaves_a_stdio_session_for_the_next_call() {
 async fn creation_error_is_shared_by_every_waiter_and_then_forgotten() {
     let servers = Servers::new("shared_error");
     let cfg = servers.config(&["--exit-before-initialize"]);
-    let pool = pool();
+    let pool = mcp_session_pool::SessionPool::builder()
+        .failure_backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
     let results = join_all((0..10).map(|_| pool.get_session("bad", "t", &cfg))).await;
     assert!(
         results

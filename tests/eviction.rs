@@ -1,5 +1,5 @@
-//! The max_sessions bound: LRU eviction, and never more server processes
-//! than the bound.
+//! The max_sessions bound: eviction of the least recently used idle session,
+//! never more server processes than the bound, and busy sessions kept.
 
 mod common;
 
@@ -11,50 +11,59 @@ use std::{
     time::Duration,
 };
 
-use common::{Servers, increment};
+use common::{Servers, call, increment};
 use futures_util::future::join_all;
-use mcp_session_pool::SessionPool;
+use mcp_session_pool::{CloseReason, Error, SessionPool};
 
 fn capped(max: usize) -> SessionPool {
     SessionPool::builder()
         .max_sessions(max)
+        .connect_timeout(Duration::from_secs(10))
         .close_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
 }
 
 #[tokio::test]
-async fn least_recently_used_session_is_evicted_at_the_bound() {
+async fn least_recently_used_idle_session_is_evicted_at_the_bound() {
     let servers = Servers::new("lru");
     let cfg = servers.config(&[]);
     let pool = capped(2);
-    let a = pool.get_session("srv", "a", &cfg).await.unwrap();
-    let b = pool.get_session("srv", "b", &cfg).await.unwrap();
-    increment(&a).await;
-    increment(&b).await;
+    // Each tool call takes a handle and drops it, as a tool wrapper does.
+    let a_gen = {
+        let a = pool.get_session("srv", "a", &cfg).await.unwrap();
+        increment(&a).await;
+        a.generation()
+    };
+    let b_gen = {
+        let b = pool.get_session("srv", "b", &cfg).await.unwrap();
+        increment(&b).await;
+        b.generation()
+    };
     let (a_pid, b_pid) = (servers.started()[0], servers.started()[1]);
     // Touch a, so b is the least recently used.
-    pool.get_session("srv", "a", &cfg).await.unwrap();
+    drop(pool.get_session("srv", "a", &cfg).await.unwrap());
     let c = pool.get_session("srv", "c", &cfg).await.unwrap();
-    // The evicted server is gone before its replacement started.
+    assert_eq!(increment(&c).await, 1);
+    drop(c);
+    // The evicted server was gone before its replacement started.
     assert!(
         !common::process_exists(b_pid, "test_server"),
         "evicted server still running"
     );
     assert!(common::process_exists(a_pid, "test_server"));
     assert_eq!(pool.status().live, 2);
-    let a_again = pool.get_session("srv", "a", &cfg).await.unwrap();
-    assert_eq!(a_again.generation(), a.generation());
-    assert_eq!(increment(&a_again).await, 2, "a kept its state");
-    assert_eq!(increment(&c).await, 1);
-    let b_again = pool.get_session("srv", "b", &cfg).await.unwrap();
-    assert_ne!(b_again.generation(), b.generation());
-    assert_eq!(
-        increment(&b_again).await,
-        1,
-        "b lost its state when evicted"
-    );
-    drop(pool);
+    assert_eq!(pool.status().closed(CloseReason::Evicted), 1);
+
+    let a = pool.get_session("srv", "a", &cfg).await.unwrap();
+    assert_eq!(a.generation(), a_gen);
+    assert_eq!(increment(&a).await, 2, "a kept its state");
+    drop(a);
+    let b = pool.get_session("srv", "b", &cfg).await.unwrap();
+    assert_ne!(b.generation(), b_gen);
+    assert_eq!(b.replaced(), Some(CloseReason::Evicted));
+    assert_eq!(increment(&b).await, 1, "b lost its state when evicted");
+    drop((b, pool));
     servers.assert_none_alive();
 }
 
@@ -76,7 +85,18 @@ async fn concurrent_creations_never_exceed_the_bound_in_processes() {
     });
     let results = join_all((0..8).map(|i| {
         let (pool, cfg) = (pool.clone(), cfg.clone());
-        async move { pool.get_session("srv", &i.to_string(), &cfg).await }
+        async move {
+            let session = pool.get_session("srv", &i.to_string(), &cfg).await?;
+            // The evicted lose their sessions mid-call; that is the bound's price.
+            Ok::<_, Error>(
+                session
+                    .call_tool(mcp_session_pool::rmcp::model::CallToolRequestParams::new(
+                        "pid",
+                    ))
+                    .await
+                    .is_ok(),
+            )
+        }
     }))
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -89,6 +109,67 @@ async fn concurrent_creations_never_exceed_the_bound_in_processes() {
         max_seen.load(Ordering::Relaxed)
     );
     assert!(pool.status().live <= 4);
+    drop(pool);
+    servers.assert_none_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_session_is_not_evicted_while_its_call_runs() {
+    let servers = Servers::new("busy");
+    let cfg = servers.config(&[]);
+    let pool = capped(2);
+    let busy = pool.get_session("srv", "busy", &cfg).await.unwrap();
+    drop(pool.get_session("srv", "idle", &cfg).await.unwrap());
+    let slow = tokio::spawn({
+        let busy = busy.clone();
+        async move { call(&busy, "sleep", serde_json::json!({"ms": 300})).await }
+    });
+    // "busy" is the least recently used, but it is in a call: "idle" goes.
+    let third = pool.get_session("srv", "third", &cfg).await.unwrap();
+    assert_eq!(increment(&third).await, 1);
+    assert_eq!(slow.await.unwrap(), "slept");
+    assert_eq!(increment(&busy).await, 1);
+    assert_eq!(pool.status().closed(CloseReason::Evicted), 1);
+    drop((busy, third, pool));
+    servers.assert_none_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_busy_at_the_bound_waits_for_a_release_then_fails_at_the_connect_timeout() {
+    let servers = Servers::new("all_busy");
+    let cfg = servers.config(&[]);
+    let pool = SessionPool::builder()
+        .max_sessions(1)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let held = pool.get_session("srv", "a", &cfg).await.unwrap();
+    // Nothing evictable: the caller waits, then gets PoolFull; no process starts.
+    let err = pool.get_session("srv", "b", &cfg).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PoolFull {
+                max_sessions: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(servers.started().len(), 1);
+    // A release in time lets the waiter through.
+    let waiter = tokio::spawn({
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        async move {
+            pool.get_session("srv", "b", &cfg)
+                .await
+                .map(|s| s.scope().to_owned())
+        }
+    });
+    tokio::task::yield_now().await;
+    drop(held);
+    assert_eq!(waiter.await.unwrap().unwrap(), "b");
+    assert_eq!(servers.started().len(), 2);
     drop(pool);
     servers.assert_none_alive();
 }

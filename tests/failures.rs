@@ -57,7 +57,10 @@ async fn never_answering_server_times_out_naming_the_key() {
 
 #[tokio::test]
 async fn missing_command_is_a_spawn_error_and_is_not_cached() {
-    let pool = short_connect();
+    let pool = SessionPool::builder()
+        .failure_backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
     let cfg = ServerConfig::stdio("/nonexistent/mcp-server-binary");
     for _ in 0..2 {
         let err = pool.get_session("ghost", "t", &cfg).await.unwrap_err();

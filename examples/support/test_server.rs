@@ -48,6 +48,8 @@ pub struct EnvArgs {
 #[derive(Debug, Clone)]
 pub struct TestServer {
     counter: Arc<AtomicU64>,
+    /// Answer `ping` with a JSON-RPC error, as some servers do.
+    reject_ping: bool,
     // Built once: `#[tool_handler]` would otherwise rebuild it on every call.
     tool_router: ToolRouter<Self>,
 }
@@ -56,7 +58,16 @@ impl TestServer {
     pub fn new() -> Self {
         Self {
             counter: Arc::new(AtomicU64::new(0)),
+            reject_ping: false,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// A server that answers `ping` with a JSON-RPC error.
+    pub fn rejecting_ping() -> Self {
+        Self {
+            reject_ping: true,
+            ..Self::new()
         }
     }
 }
@@ -127,6 +138,15 @@ impl TestServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TestServer {
+    async fn ping(&self, _context: RequestContext<RoleServer>) -> Result<(), rmcp::ErrorData> {
+        if self.reject_ping {
+            return Err(rmcp::ErrorData::method_not_found::<
+                rmcp::model::PingRequestMethod,
+            >());
+        }
+        Ok(())
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
             Implementation::new("mcp-session-pool-test-server", env!("CARGO_PKG_VERSION")),
@@ -139,9 +159,14 @@ impl ServerHandler for TestServer {
 /// Must be called inside a Tokio runtime. The server stops when the client end
 /// is dropped.
 pub fn spawn_in_process() -> tokio::io::DuplexStream {
+    spawn_in_process_with(TestServer::new())
+}
+
+/// [`spawn_in_process`] with a given server.
+pub fn spawn_in_process_with(server: TestServer) -> tokio::io::DuplexStream {
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        if let Ok(service) = TestServer::new().serve(server_end).await {
+        if let Ok(service) = server.serve(server_end).await {
             let _ = service.waiting().await;
         }
     });
@@ -155,6 +180,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     /// `--ignore-eof`: keep running after stdin closes.
     pub ignore_eof: bool,
+    /// `--ignore-sigterm`: survive SIGTERM (only SIGKILL ends it).
+    pub ignore_sigterm: bool,
     /// `--no-initialize`: never read stdin or answer anything.
     pub no_initialize: bool,
     /// `--exit-before-initialize`: exit with code 2 before reading stdin.
@@ -163,6 +190,8 @@ pub struct Options {
     pub garbage_stdout: bool,
     /// `--stderr-flood BYTES`: write BYTES of log lines to stderr before serving.
     pub stderr_flood: Option<usize>,
+    /// `--reject-ping`: answer `ping` with a JSON-RPC error.
+    pub reject_ping: bool,
 }
 
 impl Options {
@@ -178,9 +207,11 @@ impl Options {
                     opts.pid_file = Some(PathBuf::from(path));
                 }
                 "--ignore-eof" => opts.ignore_eof = true,
+                "--ignore-sigterm" => opts.ignore_sigterm = true,
                 "--no-initialize" => opts.no_initialize = true,
                 "--exit-before-initialize" => opts.exit_before_initialize = true,
                 "--garbage-stdout" => opts.garbage_stdout = true,
+                "--reject-ping" => opts.reject_ping = true,
                 "--stderr-flood" => {
                     let bytes = args.next().expect("--stderr-flood needs BYTES");
                     let bytes = bytes
@@ -209,6 +240,12 @@ pub async fn run_stdio(opts: Options) {
             .unwrap_or_else(|e| panic!("write pid file {}: {e}", path.display()));
     }
     eprintln!("test_server: started pid {pid}");
+    if opts.ignore_sigterm {
+        // A handler replaces SIGTERM's default action, which is to exit.
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::spawn(async move { while sigterm.recv().await.is_some() {} });
+    }
 
     if opts.exit_before_initialize {
         std::process::exit(2);
@@ -241,10 +278,12 @@ pub async fn run_stdio(opts: Options) {
         }
     }
 
-    match TestServer::new()
-        .serve(rmcp::transport::stdio_pipes())
-        .await
-    {
+    let server = if opts.reject_ping {
+        TestServer::rejecting_ping()
+    } else {
+        TestServer::new()
+    };
+    match server.serve(rmcp::transport::stdio_pipes()).await {
         Ok(service) => {
             let _ = service.waiting().await;
         }
