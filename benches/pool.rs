@@ -21,6 +21,7 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
+use futures_util::future::join_all;
 use mcp_session_pool::{OwnerRuntime, ServerConfig, SessionPool};
 use rmcp::{
     Peer, RoleClient, ServiceExt,
@@ -325,12 +326,16 @@ fn call_echo(c: &mut Criterion, env: &Env, transport: Transport) {
 }
 
 /// (c) Creating the session of a new stdio key: one caller, and 1000 callers
-/// at once, which must share one creation (one server started).
+/// at once, which must share one creation (one server started). A third case,
+/// 1000 callers on a key whose session is already live, times the fan-out
+/// alone (spawning, joining, 1000 hits) to show what of the 1000-caller
+/// creation is not the creation.
 fn create_new_key(c: &mut Criterion, env: &Env) {
     let pool = SessionPool::new();
     let cfg = env.config(Transport::Stdio);
     let next_scope = AtomicU64::new(0);
-    let mut servers_per_run = Vec::new();
+    let mut creations = 0;
+    let servers_before = env.started();
 
     let mut group = c.benchmark_group("create_new_key_stdio");
     group
@@ -352,19 +357,39 @@ fn create_new_key(c: &mut Criterion, env: &Env) {
                     // Untimed: count the servers, then close before the next key.
                     let started = env.started() - before;
                     assert_eq!(started, 1, "{callers} callers started {started} servers");
-                    servers_per_run.push(started);
+                    creations += 1;
                     assert_eq!(env.rt.block_on(pool.close_session(SERVER, &scope)), 1);
                 }
                 timed
             })
         });
     }
-    group.finish();
     println!(
-        "create_new_key_stdio: {} creations, {} servers started",
-        servers_per_run.len(),
-        servers_per_run.iter().sum::<usize>()
+        "create_new_key_stdio: {creations} creations started {} servers",
+        env.started() - servers_before
     );
+
+    let live: Arc<str> = "live".into();
+    let generation = env
+        .rt
+        .block_on(pool.get_session(SERVER, &live, &cfg))
+        .expect("create session")
+        .generation();
+    let before = env.started();
+    group.bench_function(BenchmarkId::new("callers_on_live_key", 1000), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                timed += env.rt.block_on(concurrent_gets(&pool, &cfg, &live, 1000));
+            }
+            timed
+        })
+    });
+    group.finish();
+    assert_eq!(env.started(), before, "a hit started a server");
+    let session = env.rt.block_on(pool.get_session(SERVER, &live, &cfg));
+    assert_eq!(session.expect("session").generation(), generation);
+    assert_eq!(env.rt.block_on(pool.close_all()), 1);
 }
 
 /// Spawns `callers` tasks that all ask for `scope`'s session and waits for
@@ -400,6 +425,8 @@ async fn concurrent_gets(
 
 /// (d) Closing: one stdio session with `close_session`, and 32 with
 /// `close_all`. Only the close is timed; the sessions are made before it.
+/// The same counts of raw rmcp clients shut down concurrently (transport
+/// closed, server reaped) give the floor the machine allows.
 fn close(c: &mut Criterion, env: &Env) {
     let pool = SessionPool::new();
     let cfg = env.config(Transport::Stdio);
@@ -412,9 +439,9 @@ fn close(c: &mut Criterion, env: &Env) {
         .measurement_time(Duration::from_secs(6));
     for sessions in [1usize, 32] {
         let name = if sessions == 1 {
-            "close_session"
+            "pool_close_session"
         } else {
-            "close_all"
+            "pool_close_all"
         };
         group.bench_function(BenchmarkId::new(name, sessions), |b| {
             b.iter_custom(|iters| {
@@ -433,6 +460,32 @@ fn close(c: &mut Criterion, env: &Env) {
                     });
                     assert_eq!(closed, sessions);
                     timed += took;
+                }
+                timed
+            })
+        });
+    }
+    for clients in [1usize, 32] {
+        group.bench_function(BenchmarkId::new("raw_shutdown", clients), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let raw = env.rt.block_on(join_all(
+                        (0..clients).map(|_| RawClient::connect(env, Transport::Stdio)),
+                    ));
+                    timed += env.rt.block_on(async {
+                        let start = Instant::now();
+                        // One task per client, as the pool has one owner task
+                        // per session.
+                        let tasks: Vec<_> = raw
+                            .into_iter()
+                            .map(|r| tokio::spawn(r.shut_down()))
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("shutdown task");
+                        }
+                        start.elapsed()
+                    });
                 }
                 timed
             })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, SessionPool};
+use crate::{Error, Servers, SessionPool};
 
 /// Where the pool runs its owner tasks and the MCP sessions' own tasks.
 ///
@@ -53,6 +53,7 @@ pub(crate) struct PoolConfig {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) health_check: HealthCheck,
     pub(crate) failure_backoff: (Duration, Duration),
+    pub(crate) servers: Servers,
 }
 
 impl Default for PoolConfig {
@@ -67,6 +68,7 @@ impl Default for PoolConfig {
             max_lifetime: None,
             health_check: HealthCheck::Off,
             failure_backoff: (Duration::from_millis(100), Duration::from_secs(30)),
+            servers: Servers::default(),
         }
     }
 }
@@ -169,6 +171,14 @@ impl Builder {
     /// Defaults to 100 ms and 30 s.
     pub fn failure_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.failure_backoff = (initial, max);
+        self
+    }
+
+    /// Registers servers by name, for [`SessionPool::session`].
+    ///
+    /// Defaults to none.
+    pub fn servers(mut self, servers: Servers) -> Self {
+        self.config.servers = servers;
         self
     }
 

@@ -35,17 +35,35 @@ pub struct ServerConfig {
 #[derive(Clone)]
 pub(crate) enum Transport {
     Stdio(Stdio),
+    Http(Http),
     Connector(Arc<ConnectFn>),
 }
 
 /// A server started as a child process that speaks MCP on stdin/stdout.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub(crate) struct Stdio {
     pub(crate) program: OsString,
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) cwd: Option<PathBuf>,
+    pub(crate) inherit_env: bool,
 }
+
+/// A server reached over MCP's streamable HTTP transport.
+#[derive(Clone, PartialEq)]
+pub(crate) struct Http {
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) bearer: Option<String>,
+}
+
+/// The variables a stdio server gets from the host environment unless
+/// [`ServerConfig::inherit_env`] is set: enough for shells, `npx`, `uvx` and
+/// interpreters to run, and nothing that is likely to be a secret.
+pub const DEFAULT_ENV_VARS: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
+    "TZ",
+];
 
 impl ServerConfig {
     /// A server run as a child process speaking MCP over its stdin and stdout.
@@ -53,6 +71,11 @@ impl ServerConfig {
     /// The child gets its own process group, which the pool kills when the
     /// session ends, so processes the server started (a browser, say) end with
     /// it. Its stderr is read and forwarded to `tracing` at debug level.
+    ///
+    /// The child does not inherit the host's environment: it gets the
+    /// variables named in [`DEFAULT_ENV_VARS`] (where set), plus what
+    /// [`env`](Self::env) adds. [`inherit_env`](Self::inherit_env) opts into
+    /// the whole host environment.
     pub fn stdio(program: impl Into<OsString>) -> Self {
         Self {
             transport: Transport::Stdio(Stdio {
@@ -60,6 +83,27 @@ impl ServerConfig {
                 args: Vec::new(),
                 env: Vec::new(),
                 cwd: None,
+                inherit_env: false,
+            }),
+        }
+    }
+
+    /// A server reached over MCP's streamable HTTP transport at `url`
+    /// (`http://` or `https://`). Connecting needs the crate's `http` feature
+    /// (plain HTTP) or `https` feature; without it, creating the session
+    /// fails with [`Error::Connect`](crate::Error::Connect).
+    ///
+    /// Each session is one HTTP MCP session (one `Mcp-Session-Id`). If the
+    /// server forgets it (HTTP 404), the session ends and the next call
+    /// makes a new one, whose [`Session::replaced`](crate::Session::replaced)
+    /// says the old state is gone; it is never silently re-initialized.
+    /// Closing the session sends the HTTP `DELETE` for it.
+    pub fn http(url: impl Into<String>) -> Self {
+        Self {
+            transport: Transport::Http(Http {
+                url: url.into(),
+                headers: Vec::new(),
+                bearer: None,
             }),
         }
     }
@@ -94,7 +138,38 @@ impl ServerConfig {
         }
     }
 
-    /// Appends arguments for a stdio server. No effect on a connector.
+    /// Passes the host's whole environment to a stdio server, instead of only
+    /// [`DEFAULT_ENV_VARS`]. Secrets in the host environment then reach the
+    /// server. No effect on other transports.
+    #[must_use]
+    pub fn inherit_env(mut self, inherit: bool) -> Self {
+        if let Transport::Stdio(s) = &mut self.transport {
+            s.inherit_env = inherit;
+        }
+        self
+    }
+
+    /// Adds a header to every request to an HTTP server. No effect on other
+    /// transports.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Transport::Http(h) = &mut self.transport {
+            h.headers.push((name.into(), value.into()));
+        }
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` to an HTTP server. No effect on
+    /// other transports.
+    #[must_use]
+    pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
+        if let Transport::Http(h) = &mut self.transport {
+            h.bearer = Some(token.into());
+        }
+        self
+    }
+
+    /// Appends arguments for a stdio server. No effect on other transports.
     #[must_use]
     pub fn args<I, A>(mut self, args: I) -> Self
     where
@@ -107,7 +182,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets an environment variable for a stdio server. No effect on a connector.
+    /// Sets an environment variable for a stdio server. No effect on other transports.
     #[must_use]
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         if let Transport::Stdio(s) = &mut self.transport {
@@ -116,7 +191,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the working directory of a stdio server. No effect on a connector.
+    /// Sets the working directory of a stdio server. No effect on other transports.
     #[must_use]
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         if let Transport::Stdio(s) = &mut self.transport {
@@ -126,16 +201,39 @@ impl ServerConfig {
     }
 }
 
+impl PartialEq for ServerConfig {
+    /// Connectors are equal only to clones of themselves.
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.transport, &other.transport) {
+            (Transport::Stdio(a), Transport::Stdio(b)) => a == b,
+            (Transport::Http(a), Transport::Http(b)) => a == b,
+            (Transport::Connector(a), Transport::Connector(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for ServerConfig {
+    /// Prints environment variable and header names, never their values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const REDACTED: &str = "<redacted>";
         match &self.transport {
             Transport::Stdio(s) => {
-                let env: Vec<_> = s.env.iter().map(|(k, _)| (k, "<redacted>")).collect();
+                let env: Vec<_> = s.env.iter().map(|(k, _)| (k, REDACTED)).collect();
                 f.debug_struct("ServerConfig::Stdio")
                     .field("program", &s.program)
                     .field("args", &s.args)
                     .field("env", &env)
                     .field("cwd", &s.cwd)
+                    .field("inherit_env", &s.inherit_env)
+                    .finish()
+            }
+            Transport::Http(h) => {
+                let headers: Vec<_> = h.headers.iter().map(|(k, _)| (k, REDACTED)).collect();
+                f.debug_struct("ServerConfig::Http")
+                    .field("url", &h.url)
+                    .field("headers", &headers)
+                    .field("bearer", &h.bearer.as_ref().map(|_| REDACTED))
                     .finish()
             }
             Transport::Connector(_) => f.write_str("ServerConfig::Connector"),

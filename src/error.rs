@@ -136,6 +136,28 @@ pub enum Error {
         source: Arc<std::io::Error>,
     },
 
+    /// A server configuration is malformed (see [`Servers`](crate::Servers)).
+    #[error("invalid MCP server config{}{}: {reason}", server.as_ref().map(|s| format!(" for `{s}`")).unwrap_or_default(), if field.is_empty() { String::new() } else { format!(", field `{field}`") })]
+    InvalidServerConfig {
+        /// The server whose entry is wrong, if the error is inside one.
+        server: Option<Arc<str>>,
+        /// The field at fault (`command`, `url`, `args[2]`, `headers.X`, ...),
+        /// or empty for the document or entry as a whole.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// [`SessionPool::session`](crate::SessionPool::session) named a server
+    /// the pool's [`Servers`](crate::Servers) do not have.
+    #[error("unknown MCP server `{server}` (asked for scope `{scope}`)")]
+    UnknownServer {
+        /// The server name asked for.
+        server: Arc<str>,
+        /// The scope asked for.
+        scope: Arc<str>,
+    },
+
     /// [`Builder::build`](crate::Builder::build) rejected a setting.
     #[error("invalid pool configuration: {reason}")]
     InvalidConfig {
@@ -145,9 +167,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The server name of the session this error concerns, if any.
+    /// The server this error concerns, if any.
     pub fn server(&self) -> Option<&str> {
-        self.key().map(|(server, _)| server)
+        match self {
+            Error::InvalidServerConfig { server, .. } => server.as_deref(),
+            _ => self.key().map(|(server, _)| server),
+        }
     }
 
     /// The scope of the session this error concerns, if any.
@@ -164,10 +189,12 @@ impl Error {
             | Error::PoolFull { server, scope, .. }
             | Error::PoolClosed { server, scope }
             | Error::BackingOff { server, scope, .. }
+            | Error::UnknownServer { server, scope }
             | Error::Call { server, scope, .. } => Some((server, scope)),
             Error::BlockingNotAllowed { .. }
             | Error::Runtime { .. }
-            | Error::InvalidConfig { .. } => None,
+            | Error::InvalidConfig { .. }
+            | Error::InvalidServerConfig { .. } => None,
         }
     }
 }

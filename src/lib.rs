@@ -12,6 +12,7 @@ mod builder;
 mod config;
 mod core;
 mod error;
+mod http;
 mod key;
 mod owner;
 mod pool;
@@ -19,14 +20,16 @@ mod process;
 mod reason;
 mod registry;
 mod runtime;
+mod servers;
 mod session;
 mod stats;
 
 pub use builder::{Builder, HealthCheck, OwnerRuntime};
-pub use config::{Duplex, ServerConfig};
+pub use config::{DEFAULT_ENV_VARS, Duplex, ServerConfig};
 pub use error::Error;
 pub use pool::SessionPool;
 pub use reason::CloseReason;
+pub use servers::Servers;
 pub use session::Session;
 pub use stats::PoolStatus;
 

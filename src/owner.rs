@@ -29,8 +29,8 @@ use crate::{
 /// detaching it. It ends as soon as the transport is gone.
 const SERVICE_EXIT_GRACE: Duration = Duration::from_secs(1);
 
-type Client = RunningService<RoleClient, ClientConfig>;
-type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
+pub(crate) type Client = RunningService<RoleClient, ClientConfig>;
+pub(crate) type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct OwnerTask {
     pub(crate) guard: OwnerGuard,
@@ -227,34 +227,31 @@ async fn connect(
 fn start(
     config: &ServerConfig,
     ct: CancellationToken,
-) -> std::io::Result<(
-    Option<ServerProcess>,
-    impl Future<Output = Result<Client, ConnectError>> + use<>,
-)> {
-    let (process, pipes) = match &config.transport {
+) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
+    let info = client_config();
+    Ok(match &config.transport {
         Transport::Stdio(stdio) => {
             let (process, stdout, stdin) = ServerProcess::spawn(stdio)?;
-            (Some(process), Some((stdout, stdin)))
+            let handshake =
+                async move { info.serve_with_ct((stdout, stdin), ct).await.map_err(boxed) };
+            (Some(process), Box::pin(handshake))
         }
-        Transport::Connector(_) => (None, None),
-    };
-    let connector = match &config.transport {
-        Transport::Connector(c) => Some(c.clone()),
-        Transport::Stdio(_) => None,
-    };
-    let handshake = async move {
-        let info = client_config();
-        let client = match (pipes, connector) {
-            (Some(pipes), _) => info.serve_with_ct(pipes, ct).await,
-            (None, Some(connect)) => {
-                let stream = connect().await.map_err(|e| Arc::new(e) as ConnectError)?;
-                info.serve_with_ct(stream, ct).await
-            }
-            (None, None) => unreachable!("a transport is either stdio or a connector"),
-        };
-        client.map_err(|e| Arc::new(e) as ConnectError)
-    };
-    Ok((process, handshake))
+        Transport::Connector(connect) => {
+            let connect = connect.clone();
+            let handshake = async move {
+                let stream = connect().await.map_err(boxed)?;
+                info.serve_with_ct(stream, ct).await.map_err(boxed)
+            };
+            (None, Box::pin(handshake))
+        }
+        Transport::Http(http) => (None, crate::http::connect(http.clone(), info, ct)),
+    })
+}
+
+pub(crate) type Handshake = futures_util::future::BoxFuture<'static, Result<Client, ConnectError>>;
+
+pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> ConnectError {
+    Arc::new(e)
 }
 
 fn client_config() -> ClientConfig {

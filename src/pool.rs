@@ -198,6 +198,56 @@ impl SessionPool {
         crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
     }
 
+    /// [`get_session`](Self::get_session) with the config registered under
+    /// `server` through [`Builder::servers`].
+    ///
+    /// ```no_run
+    /// use mcp_session_pool::{Servers, SessionPool};
+    ///
+    /// # async fn run() -> Result<(), mcp_session_pool::Error> {
+    /// let servers = Servers::from_json(&std::fs::read_to_string("mcp.json").unwrap())?;
+    /// let pool = SessionPool::builder().servers(servers).build()?;
+    /// let session = pool.session("browser", "thread-42").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownServer`] if no server has that name; otherwise as
+    /// [`get_session`](Self::get_session).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`get_session`](Self::get_session).
+    pub async fn session(&self, server: &str, scope: &str) -> Result<Session, Error> {
+        let config = self.registered(server, scope)?;
+        self.get_session(server, scope, config).await
+    }
+
+    /// [`session`](Self::session) for sync code; see
+    /// [`get_session_blocking`](Self::get_session_blocking).
+    ///
+    /// # Errors
+    ///
+    /// As [`session`](Self::session) and
+    /// [`get_session_blocking`](Self::get_session_blocking).
+    pub fn session_blocking(&self, server: &str, scope: &str) -> Result<Session, Error> {
+        let config = self.registered(server, scope)?;
+        self.get_session_blocking(server, scope, config)
+    }
+
+    fn registered(&self, server: &str, scope: &str) -> Result<&ServerConfig, Error> {
+        self.inner
+            .core
+            .config
+            .servers
+            .get(server)
+            .ok_or_else(|| Error::UnknownServer {
+                server: server.into(),
+                scope: scope.into(),
+            })
+    }
+
     /// Pings a session; a failure takes it out of the pool for good.
     async fn is_healthy(&self, session: &Session) -> bool {
         let core = &self.inner.core;

@@ -15,7 +15,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use crate::config::Stdio;
+use crate::config::{DEFAULT_ENV_VARS, Stdio};
 
 /// After `SIGKILL` a process exits at once unless it is stuck in the kernel;
 /// this only stops a teardown from hanging on such a process.
@@ -46,6 +46,14 @@ impl ServerProcess {
     /// Starts the server. Must run inside the runtime that will own it.
     pub(crate) fn spawn(cfg: &Stdio) -> io::Result<(Self, ChildStdout, ChildStdin)> {
         let mut cmd = Command::new(&cfg.program);
+        if !cfg.inherit_env {
+            cmd.env_clear();
+            for name in DEFAULT_ENV_VARS {
+                if let Some(value) = std::env::var_os(name) {
+                    cmd.env(name, value);
+                }
+            }
+        }
         cmd.args(&cfg.args)
             .envs(cfg.env.iter().map(|(k, v)| (k, v)))
             .stdin(StdStdio::piped())
