@@ -385,6 +385,16 @@ fn create_new_key(c: &mut Criterion, env: &Env) {
             timed
         })
     });
+    // The harness alone: the same spawning and joining, without the pool.
+    group.bench_function(BenchmarkId::new("spawn_join_only", 1000), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                timed += env.rt.block_on(spawn_join_only(1000));
+            }
+            timed
+        })
+    });
     group.finish();
     assert_eq!(env.started(), before, "a hit started a server");
     let session = env.rt.block_on(pool.get_session(SERVER, &live, &cfg));
@@ -419,6 +429,18 @@ async fn concurrent_gets(
             g,
             "callers got different sessions"
         );
+    }
+    start.elapsed()
+}
+
+/// [`concurrent_gets`] with tasks that do nothing.
+async fn spawn_join_only(tasks: usize) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..tasks)
+        .map(|i| tokio::spawn(async move { black_box(i) }))
+        .collect();
+    for task in tasks {
+        black_box(task.await.expect("task"));
     }
     start.elapsed()
 }

@@ -3,6 +3,9 @@
 use rmcp::model::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "http")]
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+
 use crate::{
     config::Http,
     owner::{Handshake, boxed},
@@ -10,7 +13,12 @@ use crate::{
 
 /// Connects to an HTTP MCP server and runs the handshake.
 #[cfg(feature = "http")]
-pub(crate) fn connect(config: Http, info: ClientConfig, ct: CancellationToken) -> Handshake {
+pub(crate) fn connect(
+    config: Http,
+    info: ClientConfig,
+    ct: CancellationToken,
+    lost: CancellationToken,
+) -> Handshake {
     use rmcp::{
         ServiceExt,
         transport::{
@@ -35,14 +43,96 @@ pub(crate) fn connect(config: Http, info: ClientConfig, ct: CancellationToken) -
         if let Some(token) = &config.bearer {
             transport_config = transport_config.auth_header(token.as_str());
         }
-        let transport = StreamableHttpClientTransport::from_config(transport_config);
+        let transport = Expiring {
+            inner: StreamableHttpClientTransport::from_config(transport_config),
+            expired: lost,
+        };
         info.serve_with_ct(transport, ct).await.map_err(boxed)
     })
 }
 
+/// The data key rmcp puts on the errors it makes up for undeliverable requests.
+#[cfg(feature = "http")]
+const TRANSPORT_CLOSED_MARKER: &str = "io.modelcontextprotocol/transportClosed";
+
+/// An HTTP transport that ends once the server has forgotten its session.
+///
+/// Without re-initialization rmcp fails the request that got the 404 and
+/// carries on; ending the transport instead ends the session, so the pool
+/// replaces it and says why.
+#[cfg(feature = "http")]
+struct Expiring<T> {
+    inner: T,
+    expired: CancellationToken,
+}
+
+#[cfg(feature = "http")]
+impl<T, E> rmcp::transport::Transport<rmcp::RoleClient> for Expiring<T>
+where
+    T: rmcp::transport::Transport<rmcp::RoleClient, Error = StreamableHttpError<E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Error = StreamableHttpError<E>;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<rmcp::RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let sent = self.inner.send(item);
+        let expired = self.expired.clone();
+        async move {
+            let result = sent.await;
+            if matches!(result, Err(StreamableHttpError::SessionExpired)) {
+                tracing::info!("HTTP server no longer knows the session (404); ending it");
+                expired.cancel();
+            }
+            result
+        }
+    }
+
+    fn receive(
+        &mut self,
+    ) -> impl Future<Output = Option<rmcp::service::RxJsonRpcMessage<rmcp::RoleClient>>> + Send
+    {
+        let expired = self.expired.clone();
+        let received = self.inner.receive();
+        async move {
+            let message = tokio::select! {
+                biased;
+                _ = expired.cancelled() => None,
+                message = received => message,
+            };
+            // rmcp's worker answers a request it could not deliver with a
+            // synthetic "transport closed" error. Mark the session lost
+            // before that answer reaches the caller, so the caller's next
+            // `get_session` already gets a new session.
+            if let Some(rmcp::model::JsonRpcMessage::Error(reply)) = &message
+                && reply
+                    .error
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.get(TRANSPORT_CLOSED_MARKER).is_some())
+            {
+                tracing::info!(error = %reply.error.message, "HTTP transport lost the session; ending it");
+                expired.cancel();
+            }
+            message
+        }
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 /// Without the `http` feature an HTTP server cannot be reached.
 #[cfg(not(feature = "http"))]
-pub(crate) fn connect(config: Http, _info: ClientConfig, _ct: CancellationToken) -> Handshake {
+pub(crate) fn connect(
+    config: Http,
+    _info: ClientConfig,
+    _ct: CancellationToken,
+    _lost: CancellationToken,
+) -> Handshake {
     let message = format!(
         "{} is an HTTP MCP server, but mcp-session-pool was built without its `http` feature",
         config.url

@@ -132,6 +132,7 @@ impl OwnerTask {
                 _ = close.cancelled() => break guard.link.reason.get().unwrap_or(CloseReason::PoolDropped),
                 _ = &mut waiting => break died(&guard, "service ended"),
                 _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
+                _ = guard.link.lost.cancelled() => break died(&guard, "server forgot the session"),
                 _ = session.released.notified(), if busy => {}
                 _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
                     let now = Instant::now();
@@ -192,7 +193,7 @@ async fn connect(
     // A child token: rmcp cancels it when the service is dropped, and a
     // close of the session (or of the whole pool) cancels it too.
     let service_ct = close.child_token();
-    let (process, handshake) = match start(config, service_ct.clone()) {
+    let (process, handshake) = match start(config, service_ct.clone(), guard.link.lost.clone()) {
         Ok(started) => started,
         Err(source) => {
             let source = Arc::new(source);
@@ -227,6 +228,7 @@ async fn connect(
 fn start(
     config: &ServerConfig,
     ct: CancellationToken,
+    lost: CancellationToken,
 ) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
     let info = client_config();
     Ok(match &config.transport {
@@ -244,7 +246,7 @@ fn start(
             };
             (None, Box::pin(handshake))
         }
-        Transport::Http(http) => (None, crate::http::connect(http.clone(), info, ct)),
+        Transport::Http(http) => (None, crate::http::connect(http.clone(), info, ct, lost)),
     })
 }
 

@@ -373,6 +373,7 @@ impl SessionPool {
                 close: core.root.child_token(),
                 done: CancellationToken::new(),
                 reason: Default::default(),
+                lost: CancellationToken::new(),
             };
             let (tx, rx) = oneshot::channel();
             let (srv, scp) = (key.server.clone(), key.scope.clone());

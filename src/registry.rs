@@ -27,6 +27,10 @@ pub(crate) struct OwnerLink {
     pub(crate) close: CancellationToken,
     pub(crate) done: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
+    /// Tripped by a transport that knows its session is gone before rmcp
+    /// does (an HTTP server that forgot the session), ahead of the failing
+    /// call's return, so no caller gets the dead session after that.
+    pub(crate) lost: CancellationToken,
 }
 
 impl OwnerLink {

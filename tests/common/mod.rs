@@ -5,6 +5,9 @@
 #[path = "../../examples/support/test_server.rs"]
 pub mod test_server;
 
+#[cfg(feature = "http")]
+pub mod http_server;
+
 use std::{
     path::{Path, PathBuf},
     sync::{

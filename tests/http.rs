@@ -1,0 +1,88 @@
+//! Sessions over streamable HTTP against the test server on 127.0.0.1.
+#![cfg(feature = "http")]
+
+mod common;
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use common::{http_server::HttpServer, increment};
+use mcp_session_pool::{CloseReason, ServerConfig, SessionPool};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sessions_keep_state_per_key_and_close_with_delete() {
+    let server = HttpServer::start().await;
+    let cfg = ServerConfig::http(&server.url);
+    let pool = SessionPool::new();
+    let a = pool.get_session("web", "a", &cfg).await.unwrap();
+    assert_eq!(increment(&a).await, 1);
+    drop(a);
+    let a = pool.get_session("web", "a", &cfg).await.unwrap();
+    assert_eq!(increment(&a).await, 2);
+    let b = pool.get_session("web", "b", &cfg).await.unwrap();
+    assert_eq!(increment(&b).await, 1);
+    drop((a, b));
+    assert_eq!(server.deletes.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.close_session("web", "a").await, 1);
+    assert_eq!(
+        server.deletes.load(Ordering::SeqCst),
+        1,
+        "close sent the session DELETE"
+    );
+    assert_eq!(pool.close_all().await, 1);
+    assert_eq!(server.deletes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_bearer_token_reach_the_server() {
+    let server = HttpServer::start().await;
+    let cfg = ServerConfig::http(&server.url)
+        .header("X-Tenant", "acme")
+        .bearer_auth("tok-123");
+    let pool = SessionPool::new();
+    increment(&pool.get_session("web", "t", &cfg).await.unwrap()).await;
+    let seen = server.seen_headers.lock().unwrap().clone();
+    assert!(
+        seen.contains(&("x-tenant".into(), "acme".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("authorization".into(), "Bearer tok-123".into())),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_http_session_becomes_a_new_generation() {
+    let server = HttpServer::start().await;
+    let cfg = ServerConfig::http(&server.url);
+    let pool = SessionPool::builder()
+        .close_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let first = pool.get_session("web", "t", &cfg).await.unwrap();
+    assert_eq!(increment(&first).await, 1);
+    let first_gen = first.generation();
+
+    // The server forgets the session (a restart, an expiry): HTTP 404.
+    server.forget.store(true, Ordering::SeqCst);
+    let call = first.call_tool(mcp_session_pool::rmcp::model::CallToolRequestParams::new(
+        "increment",
+    ));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    drop(first);
+    server.forget.store(false, Ordering::SeqCst);
+
+    let fresh = pool.get_session("web", "t", &cfg).await.unwrap();
+    assert_ne!(fresh.generation(), first_gen, "not silently re-initialized");
+    assert_eq!(fresh.replaced(), Some(CloseReason::Died));
+    assert_eq!(
+        increment(&fresh).await,
+        1,
+        "the old state is gone, and the caller can tell"
+    );
+}
