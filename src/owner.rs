@@ -95,6 +95,7 @@ impl OwnerTask {
             guard.key.scope.clone(),
             guard.link.generation,
             previous,
+            process.as_ref().and_then(ServerProcess::pid),
             core.epoch,
             core.slot_freed.clone(),
         ));

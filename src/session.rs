@@ -27,6 +27,7 @@ pub(crate) struct SessionInner {
     pub(crate) scope: Arc<str>,
     pub(crate) generation: u64,
     previous: Option<CloseReason>,
+    pid: Option<u32>,
     /// Handles given out by `get_session` and not yet dropped.
     busy: AtomicUsize,
     /// When it was last handed out or released, as nanoseconds past `epoch`.
@@ -46,6 +47,7 @@ impl SessionInner {
         scope: Arc<str>,
         generation: u64,
         previous: Option<CloseReason>,
+        pid: Option<u32>,
         epoch: Instant,
         slot_freed: Arc<Notify>,
     ) -> Self {
@@ -56,6 +58,7 @@ impl SessionInner {
             scope,
             generation,
             previous,
+            pid,
             busy: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             epoch,
@@ -152,6 +155,12 @@ impl Session {
     /// the pool remembers: it keeps the reasons of recently closed keys).
     pub fn replaced(&self) -> Option<CloseReason> {
         self.inner().previous
+    }
+
+    /// The process id of a stdio server (which is also its process group);
+    /// `None` for other transports.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.inner().pid
     }
 
     /// The rmcp peer of this session (also reachable through `Deref`).
