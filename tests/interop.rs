@@ -52,7 +52,10 @@ async fn server_everything_over_stdio() {
     let a = pool.get_session("everything", "a", &cfg).await.unwrap();
     let tools = a.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    assert!(names.contains(&"echo") && names.contains(&"toggle-simulated-logging"), "{names:?}");
+    assert!(
+        names.contains(&"echo") && names.contains(&"toggle-simulated-logging"),
+        "{names:?}"
+    );
     assert_eq!(call(&a, "echo", json!({"message": "hi"})).await, "Echo: hi");
 
     // The toggle is per-session state: it alternates only within one session.
@@ -60,16 +63,25 @@ async fn server_everything_over_stdio() {
     assert!(toggle(a.clone()).await.starts_with("Started"));
     drop(a);
     let a = pool.get_session("everything", "a", &cfg).await.unwrap();
-    assert!(toggle(a.clone()).await.starts_with("Stopped"), "same key, same session");
+    assert!(
+        toggle(a.clone()).await.starts_with("Stopped"),
+        "same key, same session"
+    );
     let b = pool.get_session("everything", "b", &cfg).await.unwrap();
-    assert!(toggle(b.clone()).await.starts_with("Started"), "another scope, another session");
+    assert!(
+        toggle(b.clone()).await.starts_with("Started"),
+        "another scope, another session"
+    );
 
     let pids = [a.server_pid().unwrap(), b.server_pid().unwrap()];
     assert_ne!(pids[0], pids[1]);
     drop((a, b));
     assert_eq!(pool.close_all().await, 2);
     for pid in pids {
-        assert!(!process_exists(pid, "node"), "server-everything {pid} left behind");
+        assert!(
+            !process_exists(pid, "node"),
+            "server-everything {pid} left behind"
+        );
     }
 }
 
@@ -84,7 +96,11 @@ async fn python_sdk_server_over_stdio() {
     for (scope, expected) in [("a", ["1", "2"]), ("b", ["1", "2"])] {
         for want in expected {
             let s = pool.get_session("py", scope, &cfg).await.unwrap();
-            assert_eq!(call(&s, "increment", json!({})).await, want, "scope {scope}");
+            assert_eq!(
+                call(&s, "increment", json!({})).await,
+                want,
+                "scope {scope}"
+            );
             pids.push(s.server_pid().unwrap());
         }
     }
@@ -92,7 +108,10 @@ async fn python_sdk_server_over_stdio() {
     assert_eq!(pids.len(), 2, "one server per scope");
     assert_eq!(pool.close_all().await, 2);
     for pid in pids {
-        assert!(!process_exists(pid, "python"), "python server {pid} left behind");
+        assert!(
+            !process_exists(pid, "python"),
+            "python server {pid} left behind"
+        );
     }
 }
 
@@ -117,8 +136,14 @@ mod http {
                 .spawn()
                 .expect("start the HTTP server");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                assert!(tokio::time::Instant::now() < deadline, "HTTP server did not listen on {port}");
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "HTTP server did not listen on {port}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Self {
@@ -135,7 +160,11 @@ mod http {
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +174,9 @@ mod http {
         }
         let port = free_port();
         let mut cmd = tokio::process::Command::new("node");
-        cmd.arg(everything_js()).arg("streamableHttp").env("PORT", port.to_string());
+        cmd.arg(everything_js())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string());
         let served = Served::start(cmd, port).await;
         let cfg = ServerConfig::http(&served.url);
         let pool = SessionPool::new();
@@ -157,8 +188,14 @@ mod http {
             }
         };
         assert!(toggle("a").await.starts_with("Started"));
-        assert!(toggle("a").await.starts_with("Stopped"), "same key, same HTTP session");
-        assert!(toggle("b").await.starts_with("Started"), "another scope, another HTTP session");
+        assert!(
+            toggle("a").await.starts_with("Stopped"),
+            "same key, same HTTP session"
+        );
+        assert!(
+            toggle("b").await.starts_with("Started"),
+            "another scope, another HTTP session"
+        );
         assert_eq!(pool.close_all().await, 2);
         served.stop().await;
     }
@@ -170,13 +207,19 @@ mod http {
         }
         let port = free_port();
         let mut cmd = tokio::process::Command::new(python());
-        cmd.arg(interop().join("python_server.py")).arg("http").arg(port.to_string());
+        cmd.arg(interop().join("python_server.py"))
+            .arg("http")
+            .arg(port.to_string());
         let served = Served::start(cmd, port).await;
         let cfg = ServerConfig::http(&served.url);
         let pool = SessionPool::new();
         for (scope, want) in [("a", "1"), ("a", "2"), ("b", "1"), ("a", "3")] {
             let s = pool.get_session("py", scope, &cfg).await.unwrap();
-            assert_eq!(call(&s, "increment", json!({})).await, want, "scope {scope}");
+            assert_eq!(
+                call(&s, "increment", json!({})).await,
+                want,
+                "scope {scope}"
+            );
         }
         assert_eq!(pool.close_all().await, 2);
         served.stop().await;
