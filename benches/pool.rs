@@ -84,16 +84,34 @@ impl Env {
             .count()
     }
 
-    /// Started servers whose process still exists (zombies count).
+    /// Servers of this run that still exist, zombies included. A process is
+    /// ours if its command line names our pid file, or (a zombie has no
+    /// command line) it is our own child: pids are reused, and other
+    /// processes on the machine may run `test_server` too.
     fn leftovers(&self) -> Vec<u32> {
-        std::fs::read_to_string(&self.pid_file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.parse().expect("pid line"))
-            .filter(|&pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| stat.contains("(test_server)"))
-            })
+        let me = std::process::id().to_string();
+        let ours = |pid: &str| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == self.pid_file.as_os_str().as_encoded_bytes())
+            {
+                return true;
+            }
+            // `pid (comm) state ppid ...`
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains("(test_server) ")
+                && stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1))
+                    == Some(me.as_str())
+        };
+        std::fs::read_dir("/proc")
+            .expect("read /proc")
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && ours(name))
+            .map(|name| name.parse().expect("a pid"))
             .collect()
     }
 

@@ -192,6 +192,22 @@ impl Builder {
     pub fn build(self) -> Result<SessionPool, Error> {
         let c = &self.config;
         let invalid = |reason| Err(Error::InvalidConfig { reason });
+        // Far beyond any useful setting, and safe to add to an `Instant`.
+        const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+        let durations = [
+            Some(c.connect_timeout),
+            Some(c.close_timeout),
+            c.idle_timeout,
+            c.max_lifetime,
+            Some(c.failure_backoff.1),
+            match c.health_check {
+                HealthCheck::PingIfIdleFor(d) => Some(d),
+                HealthCheck::Off => None,
+            },
+        ];
+        if durations.into_iter().flatten().any(|d| d > LONGEST) {
+            return invalid("durations must be at most ten years");
+        }
         if c.max_sessions == 0 {
             return invalid("max_sessions must be at least 1");
         }

@@ -12,7 +12,10 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Notify, oneshot},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -176,21 +179,40 @@ pub(crate) struct OwnerGuard {
     pub(crate) core: Arc<Core>,
     pub(crate) key: SessionKey,
     pub(crate) link: OwnerLink,
-    /// The session was handed out, so dropping the owner loses it.
+    /// Where the creation's result goes. Dropped unanswered (waiters then
+    /// get `OwnerGone`) only after the slot is freed, so a waiter that
+    /// retries at once starts a new creation rather than rejoining this one.
+    ready: Option<oneshot::Sender<Result<Arc<SessionInner>, Error>>>,
+    /// The session was handed out and its close not yet counted, so
+    /// dropping the owner loses it.
     pub(crate) established: bool,
     finished: bool,
 }
 
 impl OwnerGuard {
     /// Counts a new owner in; call before spawning it.
-    pub(crate) fn new(core: Arc<Core>, key: SessionKey, link: OwnerLink) -> Self {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        key: SessionKey,
+        link: OwnerLink,
+        ready: oneshot::Sender<Result<Arc<SessionInner>, Error>>,
+    ) -> Self {
         core.owners.add();
         Self {
             core,
             key,
             link,
+            ready: Some(ready),
             established: false,
             finished: false,
+        }
+    }
+
+    /// Hands the creation's result to every caller waiting for it. Waiters
+    /// may all be gone; the session stays for later callers.
+    pub(crate) fn answer(&mut self, result: Result<Arc<SessionInner>, Error>) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(result);
         }
     }
 
@@ -207,8 +229,8 @@ impl Drop for OwnerGuard {
                 server = %self.key.server,
                 scope = %self.key.scope,
                 generation = self.link.generation,
-                "session lost: its owner task was dropped, most likely because the runtime \
-                 hosting it shut down; the next call creates a new session"
+                "session lost: its owner task ended early (it panicked, or the runtime \
+                 hosting it shut down); the next call creates a new session"
             );
             self.core
                 .remove(&self.key, self.link.generation, CloseReason::RuntimeGone);
@@ -216,7 +238,14 @@ impl Drop for OwnerGuard {
                 self.core.stats.closed(CloseReason::RuntimeGone);
             }
         }
+        // Its process is gone (or was never started): the slot is free.
+        self.core
+            .registry
+            .lock()
+            .closing
+            .remove(&self.link.generation);
         self.link.done.cancel();
+        self.core.slot_freed.notify_waiters();
         self.core.owners.sub();
     }
 }

@@ -98,8 +98,20 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// The pool was closed with [`SessionPool::close`](crate::SessionPool::close),
-    /// or the runtime that hosts its sessions has shut down.
+    /// The task creating the session ended without a result: it panicked
+    /// (a custom connector that panics, say), or the runtime hosting it shut
+    /// down. The next call tries again.
+    #[error(
+        "the task creating the session for MCP server `{server}` and scope `{scope}` ended without a result (it panicked, or its runtime shut down)"
+    )]
+    OwnerGone {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+    },
+
+    /// The pool was closed with [`SessionPool::close`](crate::SessionPool::close).
     #[error("session pool is closed (MCP server `{server}`, scope `{scope}`)")]
     PoolClosed {
         /// Server name of the session's key.
@@ -188,6 +200,7 @@ impl Error {
             | Error::ClosedWhileConnecting { server, scope }
             | Error::PoolFull { server, scope, .. }
             | Error::PoolClosed { server, scope }
+            | Error::OwnerGone { server, scope }
             | Error::BackingOff { server, scope, .. }
             | Error::UnknownServer { server, scope }
             | Error::Call { server, scope, .. } => Some((server, scope)),

@@ -9,10 +9,7 @@ use rmcp::{
     model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion},
     service::RunningService,
 };
-use tokio::{
-    sync::oneshot,
-    time::{Instant, sleep_until, timeout, timeout_at},
-};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -21,13 +18,14 @@ use crate::{
     config::Transport,
     core::OwnerGuard,
     process::{Exit, ServerProcess},
+    runtime::KILL_MARGIN,
     session::SessionInner,
     stats::Stats,
 };
 
 /// After teardown, how long to let rmcp's service loop finish before
 /// detaching it. It ends as soon as the transport is gone.
-const SERVICE_EXIT_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SERVICE_EXIT_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) type Client = RunningService<RoleClient, ClientConfig>;
 pub(crate) type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
@@ -35,13 +33,13 @@ pub(crate) type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
 pub(crate) struct OwnerTask {
     pub(crate) guard: OwnerGuard,
     pub(crate) config: ServerConfig,
-    pub(crate) ready: oneshot::Sender<Result<Arc<SessionInner>, Error>>,
     /// Why the key's previous session ended, if it had one.
     pub(crate) previous: Option<CloseReason>,
-    /// The done signal of a session evicted to make room for this one: its
-    /// process is gone before this one starts, so the bound holds for
-    /// processes, not just registry entries.
-    pub(crate) after: Option<CancellationToken>,
+    /// Done signals of sessions whose processes must be gone before this
+    /// one starts: the one evicted to make room, and an earlier session of
+    /// the same key still closing. So the bound holds for processes, and a
+    /// key never has two servers.
+    pub(crate) after: Vec<CancellationToken>,
 }
 
 impl OwnerTask {
@@ -52,27 +50,45 @@ impl OwnerTask {
             scope = %self.guard.key.scope,
             generation = self.guard.link.generation,
         );
-        self.run_inner().instrument(span).await;
+        // A panic (in a custom connector, say) must not take the runtime's
+        // worker with it; the guard frees the slot and the waiters are told.
+        let run = std::panic::AssertUnwindSafe(self.run_inner()).catch_unwind();
+        if let Err(panic) = run.instrument(span.clone()).await {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            span.in_scope(|| tracing::error!(panic = %message, "session owner task panicked"));
+        }
     }
 
     async fn run_inner(self) {
         let OwnerTask {
             mut guard,
             config,
-            ready,
             previous,
             after,
         } = self;
         let close = guard.link.close.clone();
-        if let Some(prev) = after {
+        if !after.is_empty() {
+            // Bounded: those owners finish within their own close budget.
+            let bound = guard.core.config.close_timeout + KILL_MARGIN;
+            let predecessors = futures_util::future::join_all(after.iter().map(|d| d.cancelled()));
             tokio::select! {
-                _ = prev.cancelled() => {}
+                r = timeout(bound, predecessors) => if r.is_err() {
+                    tracing::warn!("an earlier server is still closing; starting anyway");
+                },
                 _ = close.cancelled() => {}
             }
         }
 
         let started = Instant::now();
-        let (client, mut process, service_ct) = match connect(&guard, &config).await {
+        let connected = connect(&guard, &config).await;
+        // Not needed any more; a connector may hold things (even a pool
+        // handle) that must not live as long as the session.
+        drop(config);
+        let (client, mut process, service_ct) = match connected {
             Ok(connected) => connected,
             Err((err, process)) => {
                 tracing::warn!(error = %err, elapsed = ?started.elapsed(), "session creation failed");
@@ -82,7 +98,7 @@ impl OwnerTask {
                 if let Some(mut p) = process {
                     p.kill().await;
                 }
-                let _ = ready.send(Err(err));
+                guard.answer(Err(err));
                 guard.finish();
                 return;
             }
@@ -91,17 +107,15 @@ impl OwnerTask {
         let core = guard.core.clone();
         let session = Arc::new(SessionInner::new(
             client.peer().clone(),
-            guard.key.server.clone(),
-            guard.key.scope.clone(),
+            &guard.key,
             guard.link.generation,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
-            core.epoch,
-            core.slot_freed.clone(),
+            &core,
         ));
         if !core.promote(&guard.key, session.clone(), guard.link.clone()) {
             Stats::bump(&core.stats.creation_failures);
-            let _ = ready.send(Err(Error::ClosedWhileConnecting {
+            guard.answer(Err(Error::ClosedWhileConnecting {
                 server: guard.key.server.clone(),
                 scope: guard.key.scope.clone(),
             }));
@@ -112,8 +126,7 @@ impl OwnerTask {
         }
         guard.established = true;
         tracing::info!(elapsed = ?started.elapsed(), replaced = ?previous, "session created");
-        // Waiters may all be gone; the session stays for later callers.
-        let _ = ready.send(Ok(session.clone()));
+        guard.answer(Ok(session.clone()));
 
         // Fused: it may complete in the select below, and teardown must not
         // poll it again.
@@ -154,6 +167,7 @@ impl OwnerTask {
         };
         drop(session);
         core.stats.closed(reason);
+        guard.established = false;
         let elapsed = teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
         tracing::info!(?reason, teardown = ?elapsed, "session closed");
         guard.finish();
@@ -296,6 +310,9 @@ async fn teardown(
                 ?elapsed,
                 "server ignored stdin EOF and SIGTERM within the close timeout; killed"
             );
+        }
+        Some(Exit::Terminated) => {
+            tracing::info!(?elapsed, "server ignored stdin EOF; ended by SIGTERM")
         }
         Some(exit) => tracing::debug!(?elapsed, ?exit, "server process ended"),
         None => {}

@@ -20,6 +20,7 @@ use crate::{
     owner::OwnerTask,
     registry::{OwnerLink, Pending, Ready},
     runtime::{Host, KILL_MARGIN},
+    session::SessionInner,
     stats::Stats,
 };
 
@@ -117,6 +118,13 @@ impl SessionPool {
     /// this future: dropping this future (even as the first caller of a new
     /// key) neither cancels nor duplicates the creation, and later callers
     /// get its result.
+    ///
+    /// # Timing
+    ///
+    /// Must be polled inside a tokio runtime (it uses tokio's timer). The
+    /// connect timeout bounds one creation; a caller can wait longer in
+    /// total: for a free slot (at most the connect timeout), for a replaced
+    /// server of the same key to finish closing, and then for the creation.
     pub async fn get_session(
         &self,
         server: &str,
@@ -136,9 +144,12 @@ impl SessionPool {
                 // Cancel safety: this is a clone of the shared result; the
                 // owner task runs on whether or not anyone awaits it.
                 Step::Join(ready) => {
-                    let session = ready.await?;
-                    // Busy from here on, like a hit.
-                    return Ok(session.lease());
+                    let created = ready.await?;
+                    // Lease it under the lock, as a hit does, unless it was
+                    // evicted or closed before this caller got to it.
+                    if let Some(session) = self.claim(&created) {
+                        return Ok(session);
+                    }
                 }
                 // Cancel safety: nothing is registered for this caller.
                 Step::Full(freed) => {
@@ -192,7 +203,8 @@ impl SessionPool {
     ) -> Result<Session, Error> {
         let Some(handle) = self.inner.host.handle() else {
             return Err(Error::BlockingNotAllowed {
-                reason: "OwnerRuntime::Caller has no runtime to host a session outside a runtime;                          use OwnerRuntime::Dedicated or OwnerRuntime::Handle",
+                reason: "OwnerRuntime::Caller has no runtime to host a session outside a runtime; \
+                         use OwnerRuntime::Dedicated or OwnerRuntime::Handle",
             });
         };
         crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
@@ -248,6 +260,14 @@ impl SessionPool {
             })
     }
 
+    /// Leases a session just created for this caller, if it is still live.
+    fn claim(&self, created: &Arc<SessionInner>) -> Option<Session> {
+        let reg = self.inner.core.registry.lock();
+        let view = (&*created.server, &*created.scope);
+        let live = reg.live.peek(&view as &dyn KeyView)?;
+        (Arc::ptr_eq(&live.session, created) && live.is_usable()).then(|| created.lease())
+    }
+
     /// Pings a session; a failure takes it out of the pool for good.
     async fn is_healthy(&self, session: &Session) -> bool {
         let core = &self.inner.core;
@@ -291,7 +311,7 @@ impl SessionPool {
         let view = (server, scope);
         let k: &dyn KeyView = &view;
         let mut to_close = None;
-        let (key, link, tx, ready, previous, evicted) = {
+        let (key, link, tx, ready, previous, after) = {
             let mut reg = core.registry.lock();
             if reg.closed {
                 return Err(Error::PoolClosed {
@@ -347,18 +367,20 @@ impl SessionPool {
                     });
                 }
             }
-            let mut evicted = None;
+            let mut after = reg.closing_of(k);
             if reg.len() >= core.config.max_sessions {
+                // Enabled before any session's busy count is read, so a
+                // release after that read still wakes this caller.
+                let mut freed = Box::pin(core.slot_freed.notified());
+                freed.as_mut().enable();
                 match reg.evict_idle() {
                     Some((key, link)) => {
                         tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session");
-                        evicted = Some(link);
+                        link.signal();
+                        after.push(link.done);
                     }
                     None => {
-                        // Every slot is busy or in creation; wait for one to
-                        // free up. Enabled under the lock so no wake is missed.
-                        let mut freed = Box::pin(core.slot_freed.notified());
-                        freed.as_mut().enable();
+                        // Every slot is busy, being created or closing.
                         drop(reg);
                         if let Some(link) = to_close {
                             link.signal();
@@ -379,8 +401,9 @@ impl SessionPool {
             let (srv, scp) = (key.server.clone(), key.scope.clone());
             let ready: Ready = rx
                 .map(move |r| {
-                    // The owner was dropped without answering: its runtime is gone.
-                    r.unwrap_or(Err(Error::PoolClosed {
+                    // The owner ended without answering: it panicked, or its
+                    // runtime shut down.
+                    r.unwrap_or(Err(Error::OwnerGone {
                         server: srv,
                         scope: scp,
                     }))
@@ -395,17 +418,16 @@ impl SessionPool {
                 },
             );
             let previous = reg.gone.peek(k).copied();
-            (key, link, tx, ready, previous, evicted)
+            (key, link, tx, ready, previous, after)
         };
-        for link in to_close.iter().chain(&evicted) {
+        if let Some(link) = to_close {
             link.signal();
         }
         let task = OwnerTask {
-            guard: OwnerGuard::new(core.clone(), key, link),
+            guard: OwnerGuard::new(core.clone(), key, link, tx),
             config: config.clone(),
-            ready: tx,
             previous,
-            after: evicted.map(|l| l.done),
+            after,
         };
         match self.inner.host.handle() {
             Some(handle) => drop(handle.spawn(task.run())),
@@ -473,14 +495,17 @@ impl SessionPool {
 
     /// [`close_all`](Self::close_all) for sync code. Never deadlocks.
     ///
-    /// Every session is taken out and signalled at once. The call then waits,
-    /// at most the close timeout plus a few seconds, for the teardowns where
-    /// that is safe: always with [`OwnerRuntime::Dedicated`] (unless called
-    /// from inside one of the pool's own tasks), and with the other owner
-    /// runtimes only when called from outside any tokio runtime. Elsewhere it
-    /// only signals, and the owners finish in the background.
+    /// Every session is taken out and signalled at once. Called from outside
+    /// any tokio runtime, with [`OwnerRuntime::Dedicated`] or
+    /// [`OwnerRuntime::Handle`], it then waits for the teardowns (at most the
+    /// close timeout plus a few seconds). Inside a runtime, where blocking
+    /// would stall other tasks or the owners themselves, and with
+    /// [`OwnerRuntime::Caller`], whose owners may live on a runtime nobody is
+    /// driving, it only signals: the owners finish in the background.
     ///
     /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
+    /// [`OwnerRuntime::Handle`]: crate::OwnerRuntime::Handle
+    /// [`OwnerRuntime::Caller`]: crate::OwnerRuntime::Caller
     pub fn close_all_blocking(&self) -> usize {
         let links = self.take(|_| true);
         if self.inner.host.may_block_for_owners() {

@@ -19,7 +19,9 @@ use crate::config::{DEFAULT_ENV_VARS, Stdio};
 
 /// After `SIGKILL` a process exits at once unless it is stuck in the kernel;
 /// this only stops a teardown from hanging on such a process.
-const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
+pub(crate) const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
+/// How long to let the stderr reader reach EOF after the kill.
+pub(crate) const STDERR_GRACE: Duration = Duration::from_millis(200);
 /// Longest stderr line forwarded as one event; longer lines are split.
 const MAX_STDERR_LINE: u64 = 8 * 1024;
 
@@ -135,10 +137,12 @@ impl ServerProcess {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        if let Some(task) = self.stderr.take() {
-            // Ends at EOF, which the kill above brings; never wait long.
-            if timeout(Duration::from_millis(200), task).await.is_err() {
-                tracing::debug!("stderr reader still open after kill");
+        if let Some(mut task) = self.stderr.take() {
+            // Ends at EOF, which the kill above brings, unless a process that
+            // left the group holds the pipe: never wait long, never leak it.
+            if timeout(STDERR_GRACE, &mut task).await.is_err() {
+                tracing::debug!("stderr still held open after kill; stopped reading it");
+                task.abort();
             }
         }
     }

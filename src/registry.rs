@@ -51,6 +51,7 @@ impl Live {
     pub(crate) fn is_usable(&self) -> bool {
         !self.link.close.is_cancelled()
             && !self.link.done.is_cancelled()
+            && !self.link.lost.is_cancelled()
             && !self.session.peer.is_transport_closed()
     }
 }
@@ -75,6 +76,10 @@ pub(crate) struct Registry {
     /// Why each key's last established session ended; bounded, so a pool
     /// that sees endless scopes does not grow without end.
     pub(crate) gone: LruCache<SessionKey, CloseReason>,
+    /// Sessions taken out whose owners are still tearing them down, by
+    /// generation: they still hold a server process, so they count toward
+    /// the bound, and a new session for the same key waits for them.
+    pub(crate) closing: HashMap<u64, (SessionKey, CancellationToken)>,
     pub(crate) closed: bool,
 }
 
@@ -85,12 +90,29 @@ impl Registry {
             inflight: HashMap::new(),
             backoff: HashMap::new(),
             gone: LruCache::new(memory),
+            closing: HashMap::new(),
             closed: false,
         }
     }
 
+    /// Sessions that hold (or may hold) a server process.
     pub(crate) fn len(&self) -> usize {
-        self.live.len() + self.inflight.len()
+        self.live.len() + self.inflight.len() + self.closing.len()
+    }
+
+    fn retire(&mut self, key: SessionKey, link: &OwnerLink) {
+        self.closing
+            .insert(link.generation, (key, link.done.clone()));
+    }
+
+    /// The done signals of `key`'s sessions still being torn down.
+    pub(crate) fn closing_of(&self, k: &dyn KeyView) -> Vec<CancellationToken> {
+        let parts = k.parts();
+        self.closing
+            .values()
+            .filter(|(key, _)| key.parts() == parts)
+            .map(|(_, done)| done.clone())
+            .collect()
     }
 
     /// Takes an established session out for `reason`. Every removal of a live
@@ -102,7 +124,8 @@ impl Registry {
     ) -> Option<OwnerLink> {
         let (key, live) = self.live.pop_entry(k)?;
         live.link.reason.set(reason);
-        self.gone.put(key, reason);
+        self.gone.put(key.clone(), reason);
+        self.retire(key, &live.link);
         Some(live.link)
     }
 
@@ -178,14 +201,19 @@ impl Registry {
             .iter()
             .filter_map(|k| self.remove_live(k as &dyn KeyView, CloseReason::Explicit))
             .collect();
-        self.inflight.retain(|k, p| {
-            let keep = !matches(k);
-            if !keep {
+        let pending: Vec<SessionKey> = self
+            .inflight
+            .keys()
+            .filter(|k| matches(k))
+            .cloned()
+            .collect();
+        for key in pending {
+            if let Some((key, p)) = self.inflight.remove_entry(&key as &dyn KeyView) {
                 p.link.reason.set(CloseReason::Explicit);
-                taken.push(p.link.clone());
+                self.retire(key, &p.link);
+                taken.push(p.link);
             }
-            keep
-        });
+        }
         taken
     }
 

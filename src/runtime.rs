@@ -6,8 +6,12 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::{Error, builder::OwnerRuntime, core::Core};
 
-/// Extra time past the close timeout for a teardown's final kill and reap.
-pub(crate) const KILL_MARGIN: Duration = Duration::from_secs(3);
+/// Longest a teardown can take past the close timeout: the reap after
+/// SIGKILL, the wait for the group to empty, the stderr reader, the service
+/// loop, and a second of slack.
+pub(crate) const KILL_MARGIN: Duration = Duration::from_secs(
+    2 * crate::process::REAP_AFTER_KILL.as_secs() + crate::owner::SERVICE_EXIT_GRACE.as_secs() + 2,
+);
 
 thread_local! {
     static ON_DEDICATED_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -34,7 +38,16 @@ impl Host {
                     })?;
                 Host::Dedicated(Some(rt))
             }
-            OwnerRuntime::Handle(h) => Host::Handle(h.clone()),
+            OwnerRuntime::Handle(h) => {
+                if h.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                    // Its tasks only run inside that runtime's own `block_on`,
+                    // so owners and blocking callers could wait forever.
+                    return Err(Error::InvalidConfig {
+                        reason: "OwnerRuntime::Handle needs a multi-threaded runtime",
+                    });
+                }
+                Host::Handle(h.clone())
+            }
             OwnerRuntime::Caller => Host::Caller,
         })
     }
@@ -49,12 +62,13 @@ impl Host {
         }
     }
 
-    /// Whether this thread may block until owner tasks finish without
-    /// stalling them: never on a thread that might be driving them.
+    /// Whether `close_all_blocking` may wait for owner tasks: only from
+    /// outside any runtime (never stalling a runtime's tasks), and not in
+    /// `Caller` mode, whose owners may sit on a runtime nobody drives.
     pub(crate) fn may_block_for_owners(&self) -> bool {
         match self {
-            Host::Dedicated(_) => !ON_DEDICATED_THREAD.with(|c| c.get()),
-            Host::Handle(_) | Host::Caller => Handle::try_current().is_err(),
+            Host::Dedicated(_) | Host::Handle(_) => Handle::try_current().is_err(),
+            Host::Caller => false,
         }
     }
 
@@ -64,6 +78,7 @@ impl Host {
     pub(crate) fn shut_down(&mut self, core: &Arc<Core>) {
         let bound = core.config.close_timeout + KILL_MARGIN;
         let Host::Dedicated(rt) = self else {
+            // An application runtime: wait only where that cannot stall it.
             if self.may_block_for_owners() {
                 core.owners.wait_zero(bound);
             }

@@ -16,7 +16,7 @@ use rmcp::{
 };
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::{CloseReason, Error};
+use crate::{CloseReason, Error, core::Core, key::SessionKey};
 
 /// What the registry keeps of an established session.
 pub(crate) struct SessionInner {
@@ -43,27 +43,25 @@ impl SessionInner {
     /// Must be called on the runtime that hosts the session.
     pub(crate) fn new(
         peer: Peer<RoleClient>,
-        server: Arc<str>,
-        scope: Arc<str>,
+        key: &SessionKey,
         generation: u64,
         previous: Option<CloseReason>,
         pid: Option<u32>,
-        epoch: Instant,
-        slot_freed: Arc<Notify>,
+        core: &Core,
     ) -> Self {
         let inner = Self {
             peer,
             runtime: Handle::current(),
-            server,
-            scope,
+            server: key.server.clone(),
+            scope: key.scope.clone(),
             generation,
             previous,
             pid,
             busy: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
-            epoch,
+            epoch: core.epoch,
             released: Notify::new(),
-            slot_freed,
+            slot_freed: core.slot_freed.clone(),
         };
         inner.touch();
         inner

@@ -161,7 +161,7 @@ fn close_all_blocking_from_a_plain_thread_waits_for_teardown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_all_blocking_inside_a_runtime_does_not_deadlock() {
+async fn close_all_blocking_inside_a_runtime_signals_without_blocking() {
     let servers = Servers::new("blocking_in_rt");
     let cfg = servers.config(&[]);
     for runtime in [OwnerRuntime::Dedicated, OwnerRuntime::Caller] {
@@ -172,19 +172,66 @@ async fn close_all_blocking_inside_a_runtime_does_not_deadlock() {
         pool.get_session("srv", "t", &cfg).await.unwrap();
         assert_eq!(pool.close_all_blocking(), 1, "{runtime:?}");
         assert_eq!(pool.status().live, 0);
-        if matches!(runtime, OwnerRuntime::Dedicated) {
-            // Owners run on the pool's threads, so it waited for them.
-            servers.assert_none_alive();
-        }
-        pool.close_all().await;
+        // Signalled only: the owners finish in the background.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !servers.alive().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("signalled owners finish in the background");
     }
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !servers.alive().is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("signalled owners finish in the background");
+}
+
+#[tokio::test]
+async fn replacement_waits_for_the_same_keys_server_to_close() {
+    let servers = Servers::new("same_key_overlap");
+    let cfg = servers.config(&["--ignore-eof"]);
+    let pool = SessionPool::builder()
+        .close_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let old = pool
+        .get_session("srv", "t", &cfg)
+        .await
+        .unwrap()
+        .server_pid()
+        .unwrap();
+    // Signal only: poll the close once, then stop waiting for it.
+    assert!(futures_util::FutureExt::now_or_never(pool.close_session("srv", "t")).is_none());
+    let new = pool.get_session("srv", "t", &cfg).await.unwrap();
+    assert!(
+        !common::process_exists(old, "test_server"),
+        "two servers for one key"
+    );
+    assert_ne!(new.server_pid(), Some(old));
+    drop((new, pool));
+    servers.assert_none_alive();
+}
+
+#[tokio::test]
+async fn closing_servers_count_toward_the_bound() {
+    let servers = Servers::new("closing_bound");
+    let cfg = servers.config(&["--ignore-eof"]);
+    let pool = SessionPool::builder()
+        .max_sessions(1)
+        .close_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let a = pool
+        .get_session("srv", "a", &cfg)
+        .await
+        .unwrap()
+        .server_pid()
+        .unwrap();
+    assert!(futures_util::FutureExt::now_or_never(pool.close_session("srv", "a")).is_none());
+    let b = pool.get_session("srv", "b", &cfg).await.unwrap();
+    assert!(
+        !common::process_exists(a, "test_server"),
+        "more servers than max_sessions"
+    );
+    drop((b, pool));
+    servers.assert_none_alive();
 }
 
 #[tokio::test]

@@ -87,22 +87,20 @@ async fn concurrent_creations_never_exceed_the_bound_in_processes() {
         let (pool, cfg) = (pool.clone(), cfg.clone());
         async move {
             let session = pool.get_session("srv", &i.to_string(), &cfg).await?;
-            // The evicted lose their sessions mid-call; that is the bound's price.
-            Ok::<_, Error>(
-                session
-                    .call_tool(mcp_session_pool::rmcp::model::CallToolRequestParams::new(
-                        "pid",
-                    ))
-                    .await
-                    .is_ok(),
-            )
+            // Busy while held: never evicted under its caller.
+            Ok::<_, Error>(call(&session, "pid", serde_json::json!({})).await)
         }
     }))
     .await;
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    assert_eq!(servers.started().len(), 8);
+    let pids: Vec<String> = results.into_iter().map(Result::unwrap).collect();
+    // A session evicted before its creator could use it is made again,
+    // never handed out dead, so there may be more starts than keys.
+    assert!(servers.started().len() >= 8);
+    // Every caller's call reached the server it started.
+    let started: Vec<String> = servers.started().iter().map(u32::to_string).collect();
+    assert!(pids.iter().all(|p| started.contains(p)), "{pids:?}");
     assert!(
         max_seen.load(Ordering::Relaxed) <= 4,
         "saw {} servers at once",

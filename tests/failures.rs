@@ -128,3 +128,26 @@ async fn chatty_stderr_never_blocks_the_server() {
     drop(pool);
     servers.assert_none_alive();
 }
+
+#[tokio::test]
+async fn panicking_connector_fails_its_waiters_and_the_next_call_retries() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let cfg = ServerConfig::connector(move || {
+        let first = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            assert!(!first, "connector panics on its first call");
+            Ok(common::test_server::spawn_in_process())
+        }
+    });
+    let pool = SessionPool::builder()
+        .failure_backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    let err = pool.get_session("mem", "t", &cfg).await.unwrap_err();
+    assert!(matches!(err, Error::OwnerGone { .. }), "{err:?}");
+    assert_eq!((err.server(), err.scope()), (Some("mem"), Some("t")));
+    assert!(!pool.is_closed());
+    let s = pool.get_session("mem", "t", &cfg).await.unwrap();
+    assert_eq!(increment(&s).await, 1);
+}

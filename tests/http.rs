@@ -68,12 +68,10 @@ async fn forgotten_http_session_becomes_a_new_generation() {
     let call = first.call_tool(mcp_session_pool::rmcp::model::CallToolRequestParams::new(
         "increment",
     ));
-    assert!(
-        tokio::time::timeout(Duration::from_secs(10), call)
-            .await
-            .unwrap()
-            .is_err()
-    );
+    let failed = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .unwrap();
+    assert!(failed.is_err());
     drop(first);
     server.forget.store(false, Ordering::SeqCst);
 
