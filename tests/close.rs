@@ -173,13 +173,7 @@ async fn close_all_blocking_inside_a_runtime_signals_without_blocking() {
         assert_eq!(pool.close_all_blocking(), 1, "{runtime:?}");
         assert_eq!(pool.status().live, 0);
         // Signalled only: the owners finish in the background.
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !servers.alive().is_empty() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("signalled owners finish in the background");
+        servers.wait_none_alive().await;
     }
 }
 

@@ -86,6 +86,21 @@ impl Servers {
         );
     }
 
+    /// For closes that only signal: waits (at most 5 s) until every server
+    /// is gone, and fails the test if one is left.
+    pub async fn wait_none_alive(&self) {
+        let gone = tokio::time::timeout(Duration::from_secs(5), async {
+            while !self.alive().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert!(
+            gone.await.is_ok(),
+            "server processes left behind: {:?}",
+            self.alive()
+        );
+    }
+
     /// Waits until `n` servers have written their pid (they do so at start).
     pub async fn wait_started(&self, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
