@@ -6,9 +6,12 @@ use tokio_util::sync::CancellationToken;
 #[cfg(feature = "http")]
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 
+use std::sync::Arc;
+
 use crate::{
     config::Http,
     owner::{Handshake, boxed},
+    registry::Lost,
 };
 
 /// Connects to an HTTP MCP server and runs the handshake.
@@ -17,7 +20,7 @@ pub(crate) fn connect(
     config: Http,
     info: ClientConfig,
     ct: CancellationToken,
-    lost: CancellationToken,
+    lost: Arc<Lost>,
 ) -> Handshake {
     use rmcp::{
         ServiceExt,
@@ -63,7 +66,7 @@ const TRANSPORT_CLOSED_MARKER: &str = "io.modelcontextprotocol/transportClosed";
 #[cfg(feature = "http")]
 struct Expiring<T> {
     inner: T,
-    expired: CancellationToken,
+    expired: Arc<Lost>,
 }
 
 #[cfg(feature = "http")]
@@ -84,7 +87,7 @@ where
             let result = sent.await;
             if matches!(result, Err(StreamableHttpError::SessionExpired)) {
                 tracing::info!("HTTP server no longer knows the session (404); ending it");
-                expired.cancel();
+                expired.trip();
             }
             result
         }
@@ -99,7 +102,7 @@ where
         async move {
             let message = tokio::select! {
                 biased;
-                _ = expired.cancelled() => None,
+                _ = expired.tripped() => None,
                 message = received => message,
             };
             // rmcp's worker answers a request it could not deliver with a
@@ -114,7 +117,7 @@ where
                     .is_some_and(|d| d.get(TRANSPORT_CLOSED_MARKER).is_some())
             {
                 tracing::info!(error = %reply.error.message, "HTTP transport lost the session; ending it");
-                expired.cancel();
+                expired.trip();
             }
             message
         }
@@ -131,7 +134,7 @@ pub(crate) fn connect(
     config: Http,
     _info: ClientConfig,
     _ct: CancellationToken,
-    _lost: CancellationToken,
+    _lost: Arc<Lost>,
 ) -> Handshake {
     let message = format!(
         "{} is an HTTP MCP server, but mcp-session-pool was built without its `http` feature",

@@ -146,7 +146,7 @@ impl OwnerTask {
                 _ = close.cancelled() => break guard.link.reason.get().unwrap_or(CloseReason::PoolDropped),
                 _ = &mut waiting => break died(&guard, "service ended"),
                 _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
-                _ = guard.link.lost.cancelled() => break died(&guard, "server forgot the session"),
+                _ = guard.link.lost.tripped() => break died(&guard, "server forgot the session"),
                 _ = session.released.notified(), if busy => {}
                 _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
                     let now = Instant::now();
@@ -243,7 +243,7 @@ async fn connect(
 fn start(
     config: &ServerConfig,
     ct: CancellationToken,
-    lost: CancellationToken,
+    lost: Arc<crate::registry::Lost>,
 ) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
     let info = client_config();
     Ok(match &config.transport {

@@ -395,7 +395,7 @@ impl SessionPool {
                 close: core.root.child_token(),
                 done: CancellationToken::new(),
                 reason: Default::default(),
-                lost: CancellationToken::new(),
+                lost: Default::default(),
             };
             let (tx, rx) = oneshot::channel();
             let (srv, scp) = (key.server.clone(), key.scope.clone());

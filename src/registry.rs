@@ -30,7 +30,32 @@ pub(crate) struct OwnerLink {
     /// Tripped by a transport that knows its session is gone before rmcp
     /// does (an HTTP server that forgot the session), ahead of the failing
     /// call's return, so no caller gets the dead session after that.
-    pub(crate) lost: CancellationToken,
+    pub(crate) lost: Arc<Lost>,
+}
+
+/// A session's transport has lost it. An atomic for the `get_session` hit
+/// path, which must not take locks, and a token for tasks to wait on.
+#[derive(Debug, Default)]
+pub(crate) struct Lost {
+    flag: std::sync::atomic::AtomicBool,
+    token: CancellationToken,
+}
+
+impl Lost {
+    /// Only transports that can lose a session trip it (HTTP, for now).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn trip(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        self.token.cancel();
+    }
+
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) async fn tripped(&self) {
+        self.token.cancelled().await;
+    }
 }
 
 impl OwnerLink {
@@ -46,13 +71,12 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// False once the owner has been told to close, has ended (its runtime
-    /// may be gone), or rmcp has seen the transport close.
+    /// False once the transport is known to be gone. Being told to close or
+    /// having ended need no check: every such session is taken out of the
+    /// registry, under its lock, before its owner is signalled or ends.
+    /// Lock-free: this runs on every `get_session` hit.
     pub(crate) fn is_usable(&self) -> bool {
-        !self.link.close.is_cancelled()
-            && !self.link.done.is_cancelled()
-            && !self.link.lost.is_cancelled()
-            && !self.session.peer.is_transport_closed()
+        !self.link.lost.is_tripped() && !self.session.peer.is_transport_closed()
     }
 }
 

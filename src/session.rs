@@ -86,23 +86,10 @@ impl SessionInner {
     /// Marks the session busy and returns a handle that releases it on drop.
     /// Under the registry lock, so eviction and expiry see it.
     pub(crate) fn lease(self: &Arc<Self>) -> Session {
+        // No timestamp: a busy session does not idle, and the release stamps it.
         self.busy.fetch_add(1, Ordering::AcqRel);
-        self.touch();
         Session {
-            lease: Arc::new(Lease(self.clone())),
-        }
-    }
-}
-
-struct Lease(Arc<SessionInner>);
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let inner = &self.0;
-        inner.touch();
-        if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            inner.released.notify_one();
-            inner.slot_freed.notify_waiters();
+            inner: self.clone(),
         }
     }
 }
@@ -119,14 +106,31 @@ impl Drop for Lease {
 /// afterwards, rather than storing it. The pool may still close a busy
 /// session (`close_*`, the server dying); calls then fail with rmcp's
 /// `TransportClosed`.
-#[derive(Clone)]
 pub struct Session {
-    lease: Arc<Lease>,
+    inner: Arc<SessionInner>,
+}
+
+impl Clone for Session {
+    /// Another handle, busy like this one: no allocation, one atomic add.
+    fn clone(&self) -> Self {
+        self.inner.lease()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.touch();
+        if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            inner.released.notify_one();
+            inner.slot_freed.notify_waiters();
+        }
+    }
 }
 
 impl Session {
     fn inner(&self) -> &SessionInner {
-        &self.lease.0
+        &self.inner
     }
 
     /// The server name of this session's key.
