@@ -6,7 +6,7 @@ use std::{
     num::NonZeroUsize,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -30,8 +30,8 @@ use crate::{
 pub(crate) struct Core {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) config: PoolConfig,
-    /// Woken whenever a slot frees up or a session becomes evictable.
-    pub(crate) slot_freed: Arc<Notify>,
+    /// Callers waiting for a slot, woken when one frees up.
+    pub(crate) slots: Arc<Slots>,
     /// Parent of every session's close signal: cancelled when the pool drops.
     pub(crate) root: CancellationToken,
     pub(crate) owners: OwnerCount,
@@ -48,7 +48,7 @@ impl Core {
         Self {
             registry: Mutex::new(Registry::new(memory)),
             config,
-            slot_freed: Arc::new(Notify::new()),
+            slots: Arc::default(),
             root: CancellationToken::new(),
             owners: OwnerCount::default(),
             stats: Stats::default(),
@@ -87,7 +87,7 @@ impl Core {
             Stats::bump(&self.stats.created);
         }
         // A live session can be evicted, an in-flight one cannot.
-        self.slot_freed.notify_waiters();
+        self.slots.freed();
         promoted
     }
 
@@ -98,7 +98,7 @@ impl Core {
             .lock()
             .remove_generation(key, generation, reason);
         if removed {
-            self.slot_freed.notify_waiters();
+            self.slots.freed();
         }
     }
 
@@ -116,7 +116,7 @@ impl Core {
             idle && reg.remove_live(k, reason).is_some()
         };
         if expired {
-            self.slot_freed.notify_waiters();
+            self.slots.freed();
         }
         expired
     }
@@ -133,7 +133,62 @@ impl Core {
                 reg.record_failure(key, error.clone(), initial, max);
             }
         }
-        self.slot_freed.notify_waiters();
+        self.slots.freed();
+    }
+}
+
+/// Callers waiting for a free slot. Counted, so that releasing a session
+/// (on every `get_session` hit) only takes the notifier's lock when someone
+/// waits.
+#[derive(Default)]
+pub(crate) struct Slots {
+    notify: Notify,
+    waiting: AtomicUsize,
+}
+
+impl Slots {
+    /// A slot freed up, or a session became evictable.
+    pub(crate) fn freed(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// A session's last handle was dropped (after its busy count went to 0,
+    /// with `SeqCst`). Pairs with [`Slots::wait`]: either the waiter sees the
+    /// session idle, or this sees the waiter.
+    pub(crate) fn released(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Registers a waiter. Call under the registry lock *before* reading any
+    /// session's busy count, and await the returned future after unlocking.
+    pub(crate) fn wait(&self) -> SlotWait<'_> {
+        let mut notified = Box::pin(self.notify.notified());
+        notified.as_mut().enable();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        SlotWait {
+            slots: self,
+            notified,
+        }
+    }
+}
+
+/// A registered wait for a slot; unregisters on drop, however it ends.
+pub(crate) struct SlotWait<'a> {
+    slots: &'a Slots,
+    notified: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl SlotWait<'_> {
+    pub(crate) async fn freed(&mut self) {
+        self.notified.as_mut().await;
+    }
+}
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        self.slots.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -245,7 +300,7 @@ impl Drop for OwnerGuard {
             .closing
             .remove(&self.link.generation);
         self.link.done.cancel();
-        self.core.slot_freed.notify_waiters();
+        self.core.slots.freed();
         self.core.owners.sub();
     }
 }

@@ -1,6 +1,6 @@
 //! The public pool handle.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{FutureExt, future::join_all};
 use tokio::{sync::oneshot, time::Instant};
@@ -15,7 +15,7 @@ use rmcp::{
 use crate::{
     Builder, CloseReason, Error, HealthCheck, PoolStatus, ServerConfig, Session,
     builder::PoolConfig,
-    core::{Core, OwnerGuard},
+    core::{Core, OwnerGuard, SlotWait},
     key::{KeyView, SessionKey},
     owner::OwnerTask,
     registry::{OwnerLink, Pending, Ready},
@@ -64,7 +64,7 @@ enum Step<'a> {
     /// A hit that must pass a health check first.
     Check(Session),
     Join(Ready),
-    Full(Pin<Box<tokio::sync::futures::Notified<'a>>>),
+    Full(SlotWait<'a>),
 }
 
 impl SessionPool {
@@ -131,7 +131,9 @@ impl SessionPool {
         scope: &str,
         config: &ServerConfig,
     ) -> Result<Session, Error> {
-        let deadline = Instant::now() + self.inner.core.config.connect_timeout;
+        // Only a caller that waits for a slot needs a deadline: the hit path
+        // reads no clock.
+        let mut deadline = None;
         loop {
             match self.step(server, scope, config)? {
                 Step::Hit(session) => return Ok(session),
@@ -152,8 +154,14 @@ impl SessionPool {
                     }
                 }
                 // Cancel safety: nothing is registered for this caller.
-                Step::Full(freed) => {
-                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                Step::Full(mut freed) => {
+                    let deadline = *deadline.get_or_insert_with(|| {
+                        Instant::now() + self.inner.core.config.connect_timeout
+                    });
+                    if tokio::time::timeout_at(deadline, freed.freed())
+                        .await
+                        .is_err()
+                    {
                         return Err(Error::PoolFull {
                             server: server.into(),
                             scope: scope.into(),
@@ -298,7 +306,7 @@ impl SessionPool {
                 );
                 if let Some(link) = link {
                     link.signal();
-                    core.slot_freed.notify_waiters();
+                    core.slots.freed();
                 }
                 false
             }
@@ -369,10 +377,9 @@ impl SessionPool {
             }
             let mut after = reg.closing_of(k);
             if reg.len() >= core.config.max_sessions {
-                // Enabled before any session's busy count is read, so a
+                // Registered before any session's busy count is read, so a
                 // release after that read still wakes this caller.
-                let mut freed = Box::pin(core.slot_freed.notified());
-                freed.as_mut().enable();
+                let freed = core.slots.wait();
                 match reg.evict_idle() {
                     Some((key, link)) => {
                         tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session");
@@ -536,7 +543,7 @@ impl SessionPool {
         for link in &links {
             link.close.cancel();
         }
-        self.inner.core.slot_freed.notify_waiters();
+        self.inner.core.slots.freed();
         links
     }
 

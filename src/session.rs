@@ -16,7 +16,11 @@ use rmcp::{
 };
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::{CloseReason, Error, core::Core, key::SessionKey};
+use crate::{
+    CloseReason, Error,
+    core::{Core, Slots},
+    key::SessionKey,
+};
 
 /// What the registry keeps of an established session.
 pub(crate) struct SessionInner {
@@ -30,13 +34,13 @@ pub(crate) struct SessionInner {
     pid: Option<u32>,
     /// Handles given out by `get_session` and not yet dropped.
     busy: AtomicUsize,
-    /// When it was last handed out or released, as nanoseconds past `epoch`.
+    /// When it was last released, as nanoseconds past `epoch`.
     last_used: AtomicU64,
     epoch: Instant,
     /// Wakes the owner when the last handle is released.
     pub(crate) released: Notify,
     /// Wakes callers waiting for an evictable session.
-    slot_freed: Arc<Notify>,
+    slots: Arc<Slots>,
 }
 
 impl SessionInner {
@@ -61,14 +65,14 @@ impl SessionInner {
             last_used: AtomicU64::new(0),
             epoch: core.epoch,
             released: Notify::new(),
-            slot_freed: core.slot_freed.clone(),
+            slots: core.slots.clone(),
         };
         inner.touch();
         inner
     }
 
     pub(crate) fn busy(&self) -> usize {
-        self.busy.load(Ordering::Acquire)
+        self.busy.load(Ordering::SeqCst)
     }
 
     pub(crate) fn last_used(&self) -> Instant {
@@ -87,7 +91,7 @@ impl SessionInner {
     /// Under the registry lock, so eviction and expiry see it.
     pub(crate) fn lease(self: &Arc<Self>) -> Session {
         // No timestamp: a busy session does not idle, and the release stamps it.
-        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.busy.fetch_add(1, Ordering::SeqCst);
         Session {
             inner: self.clone(),
         }
@@ -121,9 +125,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         let inner = &self.inner;
         inner.touch();
-        if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if inner.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
             inner.released.notify_one();
-            inner.slot_freed.notify_waiters();
+            inner.slots.released();
         }
     }
 }
