@@ -39,6 +39,10 @@ fn sync_vs_async(c: &mut Criterion) {
             })
         })
     });
+    // The floor of the fresh-runtime path: the runtime alone, no call.
+    group.bench_function("fresh_runtime_alone", |b| {
+        b.iter(|| tokio::runtime::Runtime::new().unwrap().block_on(async {}))
+    });
     group.bench_function("sync_blocking_api", |b| {
         b.iter(|| {
             let session = pool.get_session_blocking("srv", "t", &cfg).unwrap();

@@ -139,7 +139,9 @@ impl SessionPool {
                 Step::Hit(session) => return Ok(session),
                 // Cancel safety: dropping the handle is all a cancel does.
                 Step::Check(session) => {
-                    if self.is_healthy(&session).await {
+                    // Boxed: a rare path, which would otherwise make every
+                    // `get_session` future (and each task spawning one) large.
+                    if Box::pin(self.is_healthy(&session)).await {
                         return Ok(session);
                     }
                 }

@@ -86,3 +86,14 @@ async fn sessions_are_clone_send_sync_and_deref_to_the_peer() {
         Some("mcp-session-pool-test-server")
     );
 }
+
+#[test]
+fn get_session_future_stays_small() {
+    // Every task that awaits it carries it, and spawning one copies it.
+    let pool = mcp_session_pool::SessionPool::new();
+    let (cfg, _) = in_process();
+    let fut = pool.get_session("mem", "t", &cfg);
+    let size = std::mem::size_of_val(&fut);
+    assert!(size <= 1024, "get_session future is {size} bytes");
+    eprintln!("get_session future: {size} bytes");
+}
