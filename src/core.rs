@@ -126,6 +126,7 @@ impl Core {
         Stats::bump(&self.stats.creation_failures);
         {
             let mut reg = self.registry.lock();
+            // Only ever an in-flight slot, which records no close reason.
             if reg.remove_generation(key, generation, CloseReason::Explicit)
                 && !matches!(error, Error::ClosedWhileConnecting { .. })
             {

@@ -9,6 +9,7 @@
 
 mod blocking;
 mod builder;
+mod close;
 mod config;
 mod core;
 mod error;
