@@ -94,9 +94,8 @@ impl SessionPool {
     fn take(&self, matches: impl Fn(&SessionKey) -> bool) -> Vec<OwnerLink> {
         let links = self.inner.core.registry.lock().take_matching(matches);
         for link in &links {
-            link.close.cancel();
+            link.signal();
         }
-        self.inner.core.slots.freed();
         links
     }
 

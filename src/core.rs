@@ -92,49 +92,39 @@ impl Core {
     }
 
     /// Removes `key`'s slot if it still belongs to `generation`.
+    ///
+    /// The slot still counts toward the bound until the owner is done; its
+    /// `OwnerGuard` then frees it and wakes waiting callers.
     pub(crate) fn remove(&self, key: &SessionKey, generation: u64, reason: CloseReason) {
-        let removed = self
-            .registry
+        self.registry
             .lock()
             .remove_generation(key, generation, reason);
-        if removed {
-            self.slots.freed();
-        }
     }
 
     /// Removes an established session for `reason` if nobody is using it.
     /// Decided under the lock, where sessions are handed out, so a session is
     /// never expired just as a caller gets it.
     pub(crate) fn expire(&self, key: &SessionKey, generation: u64, reason: CloseReason) -> bool {
-        let expired = {
-            let mut reg = self.registry.lock();
-            let k: &dyn KeyView = key;
-            let idle = reg
-                .live
-                .peek(k)
-                .is_some_and(|l| l.link.generation == generation && l.session.busy() == 0);
-            idle && reg.remove_live(k, reason).is_some()
-        };
-        if expired {
-            self.slots.freed();
-        }
-        expired
+        let mut reg = self.registry.lock();
+        let k: &dyn KeyView = key;
+        let idle = reg
+            .live
+            .peek(k)
+            .is_some_and(|l| l.link.generation == generation && l.session.busy() == 0);
+        idle && reg.remove_live(k, reason).is_some()
     }
 
     /// A creation failed: free its slot, and hold further attempts off.
     pub(crate) fn fail(&self, key: &SessionKey, generation: u64, error: &Error) {
         Stats::bump(&self.stats.creation_failures);
+        let mut reg = self.registry.lock();
+        // Only ever an in-flight slot, which records no close reason.
+        if reg.remove_generation(key, generation, CloseReason::Explicit)
+            && !matches!(error, Error::ClosedWhileConnecting { .. })
         {
-            let mut reg = self.registry.lock();
-            // Only ever an in-flight slot, which records no close reason.
-            if reg.remove_generation(key, generation, CloseReason::Explicit)
-                && !matches!(error, Error::ClosedWhileConnecting { .. })
-            {
-                let (initial, max) = self.config.failure_backoff;
-                reg.record_failure(key, error.clone(), initial, max);
-            }
+            let (initial, max) = self.config.failure_backoff;
+            reg.record_failure(key, error.clone(), initial, max);
         }
-        self.slots.freed();
     }
 }
 

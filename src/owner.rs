@@ -288,7 +288,6 @@ async fn teardown(
     process: Option<&mut ServerProcess>,
 ) -> Duration {
     let core = &guard.core;
-    let _closing = Closing::new(&core.stats);
     let t0 = Instant::now();
     let close_timeout = core.config.close_timeout;
     service_ct.cancel();
@@ -325,22 +324,4 @@ async fn teardown(
         );
     }
     elapsed
-}
-
-/// Counts a teardown in `closing` for as long as it runs, however it ends.
-struct Closing<'a>(&'a Stats);
-
-impl<'a> Closing<'a> {
-    fn new(stats: &'a Stats) -> Self {
-        Stats::bump(&stats.closing);
-        Self(stats)
-    }
-}
-
-impl Drop for Closing<'_> {
-    fn drop(&mut self) {
-        self.0
-            .closing
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }

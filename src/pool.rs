@@ -308,7 +308,6 @@ impl SessionPool {
                 );
                 if let Some(link) = link {
                     link.signal();
-                    core.slots.freed();
                 }
                 false
             }
@@ -352,13 +351,8 @@ impl SessionPool {
                         Step::Hit(session)
                     });
                 }
-                // Died, or its runtime is gone, before its owner removed it.
-                let reason = if live.link.done.is_cancelled() {
-                    CloseReason::RuntimeGone
-                } else {
-                    CloseReason::Died
-                };
-                to_close = reg.remove_live(k, reason);
+                // Its transport is gone and its owner has not removed it yet.
+                to_close = reg.remove_live(k, CloseReason::Died);
             }
             if let Some(pending) = reg.inflight.get(k) {
                 let ready = pending.ready.clone();
@@ -450,11 +444,11 @@ impl SessionPool {
     /// See [`PoolStatus`] for how consistent the snapshot is.
     pub fn status(&self) -> PoolStatus {
         let core = &self.inner.core;
-        let (live, in_flight) = {
+        let (live, in_flight, closing) = {
             let reg = core.registry.lock();
-            (reg.live.len(), reg.inflight.len())
+            (reg.live.len(), reg.inflight.len(), reg.closing.len())
         };
-        core.stats.snapshot(live, in_flight)
+        core.stats.snapshot(live, in_flight, closing)
     }
 }
 

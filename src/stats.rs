@@ -11,7 +11,6 @@ pub(crate) struct Stats {
     pub(crate) joined: AtomicU64,
     pub(crate) creation_failures: AtomicU64,
     pub(crate) teardown_failures: AtomicU64,
-    pub(crate) closing: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
 }
 
@@ -24,11 +23,11 @@ impl Stats {
         Self::bump(&self.closed[reason.index()]);
     }
 
-    pub(crate) fn snapshot(&self, live: usize, in_flight: usize) -> PoolStatus {
+    pub(crate) fn snapshot(&self, live: usize, in_flight: usize, closing: usize) -> PoolStatus {
         PoolStatus {
             live,
             in_flight,
-            closing: self.closing.load(Relaxed) as usize,
+            closing,
             created: self.created.load(Relaxed),
             hits: self.hits.load(Relaxed),
             joined: self.joined.load(Relaxed),
@@ -41,7 +40,7 @@ impl Stats {
 
 /// A snapshot of a pool's state and counters.
 ///
-/// `live` and `in_flight` are read together under the pool's lock; the
+/// `live`, `in_flight` and `closing` are read together under the pool's lock; the
 /// counters are read one by one afterwards, so under load they are **not**
 /// an atomic snapshot: a session may show in `created` but not yet in `live`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +50,8 @@ pub struct PoolStatus {
     pub live: usize,
     /// Sessions being created.
     pub in_flight: usize,
-    /// Sessions out of the pool whose teardown is still running.
+    /// Sessions taken out of the pool whose owners have not finished tearing
+    /// them down; they still count toward `max_sessions`.
     pub closing: usize,
     /// Sessions created successfully, ever.
     pub created: u64,
