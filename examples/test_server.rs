@@ -1,7 +1,8 @@
 //! A small stateful MCP server on stdio, used by this crate's tests, benches and
 //! quickstart. Its tools are `increment` (a per-process counter, so a client can
 //! tell whether two calls reached the same session), `echo {text}`, `sleep {ms}`
-//! (ends early when the request is cancelled), `pid`, `crash` (exits at once
+//! (ends early when the request is cancelled), `cancelled` (how many `sleep`
+//! calls were cancelled), `pid`, `crash` (exits at once
 //! without replying), `spawn_child` (starts a detached `sleep 300` grandchild
 //! and returns its pid) and `env {name}`. Flags make it misbehave on purpose:
 //! `--pid-file PATH` appends its pid to PATH, `--ignore-eof` keeps running after

@@ -1,6 +1,8 @@
 //! How to reach one MCP server: a command to run over stdio, or a custom connector.
 
-use std::{ffi::OsString, fmt, future::Future, io, path::PathBuf, pin::Pin, sync::Arc};
+use std::{
+    ffi::OsString, fmt, future::Future, io, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
+};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -30,6 +32,7 @@ type ConnectFn = dyn Fn() -> ConnectFuture + Send + Sync;
 #[derive(Clone)]
 pub struct ServerConfig {
     pub(crate) transport: Transport,
+    pub(crate) call_timeout: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -85,6 +88,7 @@ impl ServerConfig {
                 cwd: None,
                 inherit_env: false,
             }),
+            call_timeout: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl ServerConfig {
                 headers: Vec::new(),
                 bearer: None,
             }),
+            call_timeout: None,
         }
     }
 
@@ -135,7 +140,24 @@ impl ServerConfig {
         });
         Self {
             transport: Transport::Connector(connect),
+            call_timeout: None,
         }
+    }
+
+    /// A deadline for every request made through a session of this server
+    /// ([`Session::call_tool`](crate::Session::call_tool) and the other
+    /// request methods). A request that gets no answer in time is cancelled
+    /// toward the server (`notifications/cancelled`) and fails with
+    /// [`Error::CallTimeout`](crate::Error::CallTimeout); the session stays.
+    ///
+    /// Defaults to none: how long a tool may take is the tool's business (a
+    /// build, a crawl), and a request never outlives its session, whose end
+    /// fails it at once. Set it for servers that can hang. In the
+    /// `mcpServers` file: `"pool": {"callTimeoutMs": 30000}`.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
     }
 
     /// Passes the host's whole environment to a stdio server, instead of only
@@ -204,6 +226,9 @@ impl ServerConfig {
 impl PartialEq for ServerConfig {
     /// Connectors are equal only to clones of themselves.
     fn eq(&self, other: &Self) -> bool {
+        if self.call_timeout != other.call_timeout {
+            return false;
+        }
         match (&self.transport, &other.transport) {
             (Transport::Stdio(a), Transport::Stdio(b)) => a == b,
             (Transport::Http(a), Transport::Http(b)) => a == b,
@@ -226,6 +251,7 @@ impl fmt::Debug for ServerConfig {
                     .field("env", &env)
                     .field("cwd", &s.cwd)
                     .field("inherit_env", &s.inherit_env)
+                    .field("call_timeout", &self.call_timeout)
                     .finish()
             }
             Transport::Http(h) => {
@@ -234,9 +260,13 @@ impl fmt::Debug for ServerConfig {
                     .field("url", &h.url)
                     .field("headers", &headers)
                     .field("bearer", &h.bearer.as_ref().map(|_| REDACTED))
+                    .field("call_timeout", &self.call_timeout)
                     .finish()
             }
-            Transport::Connector(_) => f.write_str("ServerConfig::Connector"),
+            Transport::Connector(_) => f
+                .debug_struct("ServerConfig::Connector")
+                .field("call_timeout", &self.call_timeout)
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -283,6 +283,8 @@ impl Drop for OwnerGuard {
             if self.established {
                 self.core.stats.closed(CloseReason::RuntimeGone);
             }
+            self.link.reason.set(CloseReason::RuntimeGone);
+            self.link.ended.cancel();
         }
         // Its process is gone (or was never started): the slot is free.
         self.core

@@ -2,6 +2,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::CloseReason;
+
 /// Everything that can go wrong when getting a session from a [`SessionPool`].
 ///
 /// Every variant that concerns a session names its `server` and `scope`, so a
@@ -120,17 +122,59 @@ pub enum Error {
         scope: Arc<str>,
     },
 
-    /// A call on an established session failed: the server answered with an
-    /// error, or the session is gone (rmcp's `TransportClosed`).
-    #[error("call to MCP server `{server}` for scope `{scope}` failed: {source}")]
+    /// A request on an established session failed while the session itself
+    /// stayed up: the server answered with an error (an unknown tool, bad
+    /// arguments), or the answer was not what the request expects.
+    #[error("{method} on MCP server `{server}` for scope `{scope}` failed: {source}")]
     Call {
         /// Server name of the session's key.
         server: Arc<str>,
         /// Scope of the session's key.
         scope: Arc<str>,
+        /// The MCP method of the request (`tools/call`, `tools/list`, ...).
+        method: Arc<str>,
         /// rmcp's error.
         #[source]
         source: Arc<rmcp::ServiceError>,
+    },
+
+    /// The session ended before the request got its answer, or had already
+    /// ended when the request was made: the server's state (an open page, a
+    /// login) is gone. The next [`get_session`](crate::SessionPool::get_session)
+    /// makes a new session, which says so through
+    /// [`Session::replaced`](crate::Session::replaced).
+    #[error(
+        "{method} on MCP server `{server}` for scope `{scope}` failed: its session (generation {generation}) ended: {reason}; the server's state is lost"
+    )]
+    SessionEnded {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// The session's generation.
+        generation: u64,
+        /// Why it ended.
+        reason: CloseReason,
+        /// The MCP method of the request.
+        method: Arc<str>,
+    },
+
+    /// The request got no answer within the server's call timeout
+    /// ([`ServerConfig::call_timeout`](crate::ServerConfig::call_timeout)).
+    /// The request was cancelled toward the server (`notifications/cancelled`);
+    /// the session stays usable.
+    #[error(
+        "{method} on MCP server `{server}` for scope `{scope}` got no answer within {elapsed:?}; cancelled"
+    )]
+    CallTimeout {
+        /// Server name of the session's key.
+        server: Arc<str>,
+        /// Scope of the session's key.
+        scope: Arc<str>,
+        /// The MCP method of the request.
+        method: Arc<str>,
+        /// How long the request waited: the call timeout.
+        elapsed: Duration,
     },
 
     /// The blocking API was called where it cannot block safely.
@@ -187,6 +231,16 @@ impl Error {
         }
     }
 
+    /// Why the session ended, if this error means that the session, and the
+    /// server-side state it held, is gone: a tool wrapper can then tell its
+    /// model so ("the browser was restarted") instead of a bare failure.
+    pub fn session_ended(&self) -> Option<CloseReason> {
+        match self {
+            Error::SessionEnded { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// The scope of the session this error concerns, if any.
     pub fn scope(&self) -> Option<&str> {
         self.key().map(|(_, scope)| scope)
@@ -203,7 +257,9 @@ impl Error {
             | Error::OwnerGone { server, scope }
             | Error::BackingOff { server, scope, .. }
             | Error::UnknownServer { server, scope }
-            | Error::Call { server, scope, .. } => Some((server, scope)),
+            | Error::Call { server, scope, .. }
+            | Error::SessionEnded { server, scope, .. }
+            | Error::CallTimeout { server, scope, .. } => Some((server, scope)),
             Error::BlockingNotAllowed { .. }
             | Error::Runtime { .. }
             | Error::InvalidConfig { .. }

@@ -20,6 +20,7 @@ mod pool;
 mod process;
 mod reason;
 mod registry;
+mod request;
 mod runtime;
 mod servers;
 mod session;

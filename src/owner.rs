@@ -85,6 +85,7 @@ impl OwnerTask {
 
         let started = Instant::now();
         let connected = connect(&guard, &config).await;
+        let call_timeout = config.call_timeout;
         // Not needed any more; a connector may hold things (even a pool
         // handle) that must not live as long as the session.
         drop(config);
@@ -108,7 +109,8 @@ impl OwnerTask {
         let session = Arc::new(SessionInner::new(
             client.peer().clone(),
             &guard.key,
-            guard.link.generation,
+            guard.link.clone(),
+            call_timeout,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
             &core,
@@ -119,6 +121,7 @@ impl OwnerTask {
                 server: guard.key.server.clone(),
                 scope: guard.key.scope.clone(),
             }));
+            guard.link.ended.cancel();
             let mut waiting = std::pin::pin!(client.waiting().fuse());
             teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
             guard.finish();
@@ -146,7 +149,7 @@ impl OwnerTask {
                 _ = close.cancelled() => break guard.link.reason.get().unwrap_or(CloseReason::PoolDropped),
                 _ = &mut waiting => break died(&guard, "service ended"),
                 _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
-                _ = guard.link.lost.tripped() => break died(&guard, "server forgot the session"),
+                _ = guard.link.lost.tripped() => break died(&guard, "transport lost the session"),
                 _ = session.released.notified(), if busy => {}
                 _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
                     let now = Instant::now();
@@ -166,6 +169,9 @@ impl OwnerTask {
             }
         };
         drop(session);
+        // Recorded before requests in flight are ended, so they name it.
+        guard.link.reason.set(reason);
+        guard.link.ended.cancel();
         core.stats.closed(reason);
         guard.established = false;
         let elapsed = teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
@@ -228,6 +234,9 @@ async fn connect(
         _ = close.cancelled() => Err(Error::ClosedWhileConnecting { server, scope }),
         r = timeout_at(deadline, handshake) => match r {
             Ok(Ok(client)) => Ok(client),
+            // A close that lands while the handshake is polled cancels it
+            // from inside (its token is a child of the close signal).
+            Ok(Err(_)) if close.is_cancelled() => Err(Error::ClosedWhileConnecting { server, scope }),
             Ok(Err(source)) => Err(Error::Connect { server, scope, source }),
             Err(_) => Err(Error::ConnectTimeout { server, scope, timeout: connect_timeout }),
         },

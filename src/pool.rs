@@ -4,7 +4,6 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::FutureExt;
 use tokio::{sync::oneshot, time::Instant};
-use tokio_util::sync::CancellationToken;
 
 use rmcp::{
     ServiceError,
@@ -393,13 +392,7 @@ impl SessionPool {
                 }
             }
             let key = SessionKey::new(server, scope);
-            let link = OwnerLink {
-                generation: core.next_generation(),
-                close: core.root.child_token(),
-                done: CancellationToken::new(),
-                reason: Default::default(),
-                lost: Default::default(),
-            };
+            let link = OwnerLink::new(core.next_generation(), core.root.child_token());
             let (tx, rx) = oneshot::channel();
             let (srv, scp) = (key.server.clone(), key.scope.clone());
             let ready: Ready = rx

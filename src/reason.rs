@@ -27,6 +27,21 @@ pub enum CloseReason {
     RuntimeGone,
 }
 
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseReason::Explicit => "closed by the host",
+            CloseReason::Evicted => "evicted to make room",
+            CloseReason::IdleTimeout => "closed after its idle timeout",
+            CloseReason::MaxLifetime => "closed at its maximum lifetime",
+            CloseReason::Died => "the server exited or its transport failed",
+            CloseReason::HealthCheck => "the server failed a health check",
+            CloseReason::PoolDropped => "the pool was dropped",
+            CloseReason::RuntimeGone => "the runtime hosting it shut down",
+        })
+    }
+}
+
 impl CloseReason {
     pub(crate) const ALL: [CloseReason; 8] = [
         CloseReason::Explicit,

@@ -25,11 +25,15 @@ pub(crate) type Ready = Shared<BoxFuture<'static, Result<Arc<SessionInner>, Erro
 pub(crate) struct OwnerLink {
     pub(crate) generation: u64,
     pub(crate) close: CancellationToken,
+    /// Cancelled by the owner once the session serves no more requests,
+    /// after `reason` is recorded: requests in flight fail at once with it.
+    pub(crate) ended: CancellationToken,
     pub(crate) done: CancellationToken,
     pub(crate) reason: Arc<ReasonCell>,
-    /// Tripped by a transport that knows its session is gone before rmcp
-    /// does (an HTTP server that forgot the session), ahead of the failing
-    /// call's return, so no caller gets the dead session after that.
+    /// Tripped by whoever learns first that the transport is gone: an HTTP
+    /// server that forgot the session (ahead of the failing call's return,
+    /// so no caller gets the dead session after that), or a request that
+    /// failed to reach the server.
     pub(crate) lost: Arc<Lost>,
 }
 
@@ -42,8 +46,6 @@ pub(crate) struct Lost {
 }
 
 impl Lost {
-    /// Only transports that can lose a session trip it (HTTP, for now).
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn trip(&self) {
         self.flag.store(true, std::sync::atomic::Ordering::Release);
         self.token.cancel();
@@ -59,6 +61,17 @@ impl Lost {
 }
 
 impl OwnerLink {
+    pub(crate) fn new(generation: u64, close: CancellationToken) -> Self {
+        Self {
+            generation,
+            close,
+            ended: CancellationToken::new(),
+            done: CancellationToken::new(),
+            reason: Default::default(),
+            lost: Default::default(),
+        }
+    }
+
     /// Tells the owner to close; call after unlocking.
     pub(crate) fn signal(&self) {
         self.close.cancel();

@@ -1,7 +1,7 @@
 //! A named set of server configs, read from and written to the `mcpServers`
 //! JSON that Claude Desktop, Cursor and agent frameworks use.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value, json};
 
@@ -82,7 +82,7 @@ impl Servers {
     pub fn to_json(&self) -> Result<Value, Error> {
         let mut servers = Map::new();
         for (name, config) in &self.map {
-            let entry = match &config.transport {
+            let mut entry = match &config.transport {
                 Transport::Stdio(s) => stdio_json(s),
                 Transport::Http(h) => http_json(h),
                 Transport::Connector(_) => {
@@ -93,6 +93,10 @@ impl Servers {
                     ));
                 }
             };
+            if let (Some(timeout), Value::Object(entry)) = (config.call_timeout, &mut entry) {
+                let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                entry.insert("pool".into(), json!({ "callTimeoutMs": ms }));
+            }
             servers.insert(name.clone(), entry);
         }
         Ok(json!({ "mcpServers": servers }))
@@ -155,7 +159,7 @@ fn parse_entry(name: &str, entry: &Value) -> Result<ServerConfig, Error> {
         Some(Value::String(t)) => t.as_str(),
         Some(_) => return Err(bad("type", "expected a string")),
     };
-    match kind {
+    let config = match kind {
         "stdio" => parse_stdio(name, entry),
         "http" | "streamable_http" | "streamable-http" | "streamableHttp" => {
             parse_http(name, entry)
@@ -169,7 +173,35 @@ fn parse_entry(name: &str, entry: &Value) -> Result<ServerConfig, Error> {
             "type",
             format!("unknown transport type `{other}`; expected `stdio` or `http`"),
         )),
+    }?;
+    parse_pool(name, entry, config)
+}
+
+/// This crate's per-server settings, in the entry's `pool` object.
+fn parse_pool(
+    name: &str,
+    entry: &Map<String, Value>,
+    mut config: ServerConfig,
+) -> Result<ServerConfig, Error> {
+    let pool = match entry.get("pool") {
+        None | Some(Value::Null) => return Ok(config),
+        Some(Value::Object(pool)) => pool,
+        Some(_) => return Err(invalid(Some(name), "pool", "expected an object")),
+    };
+    match pool.get("callTimeoutMs") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64() {
+            Some(ms) if ms > 0 => config = config.call_timeout(Duration::from_millis(ms)),
+            _ => {
+                return Err(invalid(
+                    Some(name),
+                    "pool.callTimeoutMs",
+                    "expected a positive whole number of milliseconds",
+                ));
+            }
+        },
     }
+    Ok(config)
 }
 
 fn parse_stdio(name: &str, entry: &Map<String, Value>) -> Result<ServerConfig, Error> {

@@ -10,16 +10,14 @@ use std::{
     },
 };
 
-use rmcp::{
-    Peer, RoleClient,
-    model::{CallToolRequestParams, CallToolResult},
-};
+use rmcp::{Peer, RoleClient};
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
 use crate::{
     CloseReason, Error,
     core::{Core, Slots},
     key::SessionKey,
+    registry::OwnerLink,
 };
 
 /// What the registry keeps of an established session.
@@ -30,6 +28,10 @@ pub(crate) struct SessionInner {
     pub(crate) server: Arc<str>,
     pub(crate) scope: Arc<str>,
     pub(crate) generation: u64,
+    /// The owner's link: why the session ended, and when.
+    pub(crate) link: OwnerLink,
+    /// Deadline of each request made through the session.
+    pub(crate) call_timeout: Option<std::time::Duration>,
     previous: Option<CloseReason>,
     pid: Option<u32>,
     /// Handles given out by `get_session` and not yet dropped.
@@ -48,7 +50,8 @@ impl SessionInner {
     pub(crate) fn new(
         peer: Peer<RoleClient>,
         key: &SessionKey,
-        generation: u64,
+        link: OwnerLink,
+        call_timeout: Option<std::time::Duration>,
         previous: Option<CloseReason>,
         pid: Option<u32>,
         core: &Core,
@@ -58,7 +61,9 @@ impl SessionInner {
             runtime: Handle::current(),
             server: key.server.clone(),
             scope: key.scope.clone(),
-            generation,
+            generation: link.generation,
+            link,
+            call_timeout,
             previous,
             pid,
             busy: AtomicUsize::new(0),
@@ -69,6 +74,11 @@ impl SessionInner {
         };
         inner.touch();
         inner
+    }
+
+    /// The runtime that hosts the session's tasks.
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.runtime
     }
 
     pub(crate) fn busy(&self) -> usize {
@@ -100,18 +110,27 @@ impl SessionInner {
 
 /// A live, initialized MCP client session for one `(server, scope)` key.
 ///
-/// It dereferences to rmcp's [`Peer<RoleClient>`], so every client call is
-/// available on it: `session.call_tool(..)`, `session.list_tools(..)`, ...
+/// Its request methods ([`call_tool`](Self::call_tool),
+/// [`list_all_tools`](Self::list_all_tools), [`read_resource`](Self::read_resource),
+/// [`send_request`](Self::send_request) for anything else, ...) are guarded:
+/// a request ends when the session ends, with [`Error::SessionEnded`] naming
+/// the reason, and within the server's call timeout if it has one. Errors are
+/// the crate's [`Error`], naming server and scope.
+///
+/// It also dereferences to rmcp's [`Peer<RoleClient>`] for what these methods
+/// do not cover (notifications, new protocol features); the methods of this
+/// type take precedence, so `session.call_tool(..)` is the guarded one. See
+/// [`peer`](Self::peer) for what a raw request does not get.
 /// Cloning is cheap, and every clone talks to the same server session.
 ///
 /// While a handle from [`get_session`](crate::SessionPool::get_session) (or
 /// any clone of it) is alive, the session counts as **busy**: it is not
 /// evicted, and it does not expire. Get a handle for each call and drop it
 /// afterwards, rather than storing it. The pool may still close a busy
-/// session (`close_*`, the server dying); calls then fail with rmcp's
-/// `TransportClosed`.
+/// session (`close_*`, the server dying); its requests then fail with
+/// [`Error::SessionEnded`].
 pub struct Session {
-    inner: Arc<SessionInner>,
+    pub(crate) inner: Arc<SessionInner>,
 }
 
 impl Clone for Session {
@@ -169,37 +188,26 @@ impl Session {
         self.inner().pid
     }
 
-    /// The rmcp peer of this session (also reachable through `Deref`).
+    /// The raw rmcp peer of this session (also reachable through `Deref`),
+    /// for notifications and anything the guarded request methods do not
+    /// cover.
+    ///
+    /// Requests made directly on the peer are **not guarded**: they have no
+    /// call timeout, their errors are rmcp's, and in rmcp up to at least 3.11
+    /// a request that races the session's close can wait forever. rmcp's
+    /// service loop drops its request channel's receiver without closing and
+    /// draining it first, so a request queued in that instant keeps its
+    /// responder alive in the channel, which this handle keeps open; closing
+    /// the receiver and draining it before the transport closes fixes that
+    /// upstream. Prefer this type's own methods ([`call_tool`](Self::call_tool),
+    /// [`send_request`](Self::send_request), ...), which end when the session
+    /// ends.
     pub fn peer(&self) -> &Peer<RoleClient> {
         &self.inner().peer
     }
 
-    /// Calls a tool from sync code, with no runtime needed.
-    ///
-    /// The call runs on the runtime that hosts the session. Outside any
-    /// runtime this blocks the thread; inside a multi-threaded runtime it
-    /// uses `block_in_place` and works too.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Call`] if the call fails (the server answered with an error,
-    /// or the session is gone); [`Error::BlockingNotAllowed`] when called
-    /// from a current-thread runtime, where blocking could deadlock: use
-    /// `call_tool` there.
-    pub fn call_tool_blocking(
-        &self,
-        params: CallToolRequestParams,
-    ) -> Result<CallToolResult, Error> {
-        self.block_on(self.inner().peer.call_tool(params))?
-            .map_err(|source| Error::Call {
-                server: self.inner().server.clone(),
-                scope: self.inner().scope.clone(),
-                source: Arc::new(source),
-            })
-    }
-
-    /// Runs any future, typically a call on this session, to completion from
-    /// sync code, on the runtime that hosts the session. Same rules as
+    /// Runs any future, typically a request on this session, to completion
+    /// from sync code, on the runtime that hosts the session. Same rules as
     /// [`call_tool_blocking`](Self::call_tool_blocking).
     ///
     /// ```no_run

@@ -48,6 +48,8 @@ pub struct EnvArgs {
 #[derive(Debug, Clone)]
 pub struct TestServer {
     counter: Arc<AtomicU64>,
+    /// Requests the client cancelled while `sleep` ran.
+    cancelled: Arc<AtomicU64>,
     /// Answer `ping` with a JSON-RPC error, as some servers do.
     reject_ping: bool,
     // Built once: `#[tool_handler]` would otherwise rebuild it on every call.
@@ -58,6 +60,7 @@ impl TestServer {
     pub fn new() -> Self {
         Self {
             counter: Arc::new(AtomicU64::new(0)),
+            cancelled: Arc::new(AtomicU64::new(0)),
             reject_ping: false,
             tool_router: Self::tool_router(),
         }
@@ -98,8 +101,16 @@ impl TestServer {
     ) -> Result<String, String> {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(ms)) => Ok("slept".to_owned()),
-            () = context.ct.cancelled() => Err("cancelled".to_owned()),
+            () = context.ct.cancelled() => {
+                self.cancelled.fetch_add(1, Ordering::SeqCst);
+                Err("cancelled".to_owned())
+            }
         }
+    }
+
+    #[tool(description = "How many `sleep` calls the client has cancelled")]
+    fn cancelled(&self) -> String {
+        self.cancelled.load(Ordering::SeqCst).to_string()
     }
 
     #[tool(description = "Return the server's process id")]
