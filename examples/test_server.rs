@@ -4,7 +4,7 @@
 //! (ends early when the request is cancelled), `cancelled` (how many `sleep`
 //! calls were cancelled), `pid`, `crash` (exits at once
 //! without replying), `spawn_child` (starts a detached `sleep 300` grandchild
-//! and returns its pid) and `env {name}`. Flags make it misbehave on purpose:
+//! and returns its pid), `spawn_detached` (the same, in a session of its own) and `env {name}`. Flags make it misbehave on purpose:
 //! `--pid-file PATH` appends its pid to PATH, `--ignore-eof` keeps running after
 //! stdin closes, `--no-initialize` never answers, `--exit-before-initialize`
 //! exits with code 2 at once, `--garbage-stdout` answers the first line with

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use crate::{SessionPool, key::SessionKey, registry::OwnerLink, runtime::KILL_MARGIN};
+use crate::{SessionPool, key::SessionKey, runtime::KILL_MARGIN};
 
 impl SessionPool {
     /// Closes the session of `(server, scope)`, established or being created.
@@ -78,37 +78,40 @@ impl SessionPool {
     /// [`OwnerRuntime::Handle`]: crate::OwnerRuntime::Handle
     /// [`OwnerRuntime::Caller`]: crate::OwnerRuntime::Caller
     pub fn close_all_blocking(&self) -> usize {
-        let links = self.take(|_| true);
+        let (closed, done) = self.take(|_| true);
         if self.inner.host.may_block_for_owners() {
             let bound = self.inner.core.config.close_timeout + KILL_MARGIN;
             let deadline = std::time::Instant::now() + bound;
-            for link in &links {
+            for done in &done {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                wait_cancelled_blocking(&link.done, left);
+                wait_cancelled_blocking(done, left);
             }
         }
-        links.len()
+        closed
     }
 
     /// Takes matching sessions out under the lock and signals their owners.
-    fn take(&self, matches: impl Fn(&SessionKey) -> bool) -> Vec<OwnerLink> {
-        let links = self.inner.core.registry.lock().take_matching(matches);
+    /// Returns how many it took, and the done signals of those and of the
+    /// matching sessions that were already closing (evicted, expired,
+    /// replaced), which a close waits for too.
+    fn take(&self, matches: impl Fn(&SessionKey) -> bool) -> (usize, Vec<CancellationToken>) {
+        let (links, mut done) = self.inner.core.registry.lock().take_matching(matches);
         for link in &links {
             link.signal();
         }
-        links
+        done.extend(links.iter().map(|l| l.done.clone()));
+        (links.len(), done)
     }
 
     async fn close_matching(&self, matches: impl Fn(&SessionKey) -> bool) -> usize {
-        let links = self.take(matches);
+        let (closed, done) = self.take(matches);
         let bound = self.inner.core.config.close_timeout + KILL_MARGIN;
         join_all(
-            links
-                .iter()
-                .map(|l| tokio::time::timeout(bound, l.done.cancelled())),
+            done.iter()
+                .map(|d| tokio::time::timeout(bound, d.cancelled())),
         )
         .await;
-        links.len()
+        closed
     }
 }
 

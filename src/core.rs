@@ -6,16 +6,13 @@ use std::{
     num::NonZeroUsize,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use parking_lot::{Condvar, Mutex};
-use tokio::{
-    sync::{Notify, oneshot},
-    time::Instant,
-};
+use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -24,13 +21,14 @@ use crate::{
     key::{KeyView, SessionKey},
     registry::{Live, OwnerLink, Registry},
     session::SessionInner,
+    slots::Slots,
     stats::Stats,
 };
 
 pub(crate) struct Core {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) config: PoolConfig,
-    /// Callers waiting for a slot, woken when one frees up.
+    /// Callers waiting for a slot, in order.
     pub(crate) slots: Arc<Slots>,
     /// Parent of every session's close signal: cancelled when the pool drops.
     pub(crate) root: CancellationToken,
@@ -61,33 +59,42 @@ impl Core {
         self.next_generation.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Moves a finished creation from in-flight to live, unless it was closed
-    /// meanwhile (its slot is gone or belongs to a later generation).
+    /// Moves a finished creation from in-flight to live, leased to every
+    /// caller waiting for it, unless it was closed meanwhile (its slot is
+    /// gone or belongs to a later generation).
     pub(crate) fn promote(
         &self,
         key: &SessionKey,
         session: Arc<SessionInner>,
         link: OwnerLink,
     ) -> bool {
-        let promoted = {
+        let (promoted, evicted) = {
             let mut reg = self.registry.lock();
             let k: &dyn KeyView = key;
             match reg.inflight.get(k) {
                 Some(p) if p.link.generation == link.generation => {
+                    let waiters = p.waiters;
                     reg.inflight.remove(k);
                     reg.backoff.remove(k);
                     reg.gone.pop(k);
+                    session.reserve(waiters);
                     reg.live.push(key.clone(), Live { session, link });
-                    true
+                    // Nobody waits for it any more: it is idle, and a caller
+                    // waiting for a slot may take it.
+                    let evicted = if waiters == 0 {
+                        reg.pump(&self.slots, self.config.max_sessions)
+                    } else {
+                        Vec::new()
+                    };
+                    (true, evicted)
                 }
-                _ => false,
+                _ => (false, Vec::new()),
             }
         };
+        signal_all(&evicted);
         if promoted {
             Stats::bump(&self.stats.created);
         }
-        // A live session can be evicted, an in-flight one cannot.
-        self.slots.freed();
         promoted
     }
 
@@ -117,69 +124,25 @@ impl Core {
     /// A creation failed: free its slot, and hold further attempts off.
     pub(crate) fn fail(&self, key: &SessionKey, generation: u64, error: &Error) {
         Stats::bump(&self.stats.creation_failures);
-        let mut reg = self.registry.lock();
-        // Only ever an in-flight slot, which records no close reason.
-        if reg.remove_generation(key, generation, CloseReason::Explicit)
-            && !matches!(error, Error::ClosedWhileConnecting { .. })
-        {
-            let (initial, max) = self.config.failure_backoff;
-            reg.record_failure(key, error.clone(), initial, max);
-        }
+        let evicted = {
+            let mut reg = self.registry.lock();
+            // Only ever an in-flight slot, which records no close reason.
+            if reg.remove_generation(key, generation, CloseReason::Explicit)
+                && !matches!(error, Error::ClosedWhileConnecting { .. })
+            {
+                let (initial, max) = self.config.failure_backoff;
+                reg.record_failure(key, error.clone(), initial, max);
+            }
+            reg.pump(&self.slots, self.config.max_sessions)
+        };
+        signal_all(&evicted);
     }
 }
 
-/// Callers waiting for a free slot. Counted, so that releasing a session
-/// (on every `get_session` hit) only takes the notifier's lock when someone
-/// waits.
-#[derive(Default)]
-pub(crate) struct Slots {
-    notify: Notify,
-    waiting: AtomicUsize,
-}
-
-impl Slots {
-    /// A slot freed up, or a session became evictable.
-    pub(crate) fn freed(&self) {
-        self.notify.notify_waiters();
-    }
-
-    /// A session's last handle was dropped (after its busy count went to 0,
-    /// with `SeqCst`). Pairs with [`Slots::wait`]: either the waiter sees the
-    /// session idle, or this sees the waiter.
-    pub(crate) fn released(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
-        }
-    }
-
-    /// Registers a waiter. Call under the registry lock *before* reading any
-    /// session's busy count, and await the returned future after unlocking.
-    pub(crate) fn wait(&self) -> SlotWait<'_> {
-        let mut notified = Box::pin(self.notify.notified());
-        notified.as_mut().enable();
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        SlotWait {
-            slots: self,
-            notified,
-        }
-    }
-}
-
-/// A registered wait for a slot; unregisters on drop, however it ends.
-pub(crate) struct SlotWait<'a> {
-    slots: &'a Slots,
-    notified: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
-}
-
-impl SlotWait<'_> {
-    pub(crate) async fn freed(&mut self) {
-        self.notified.as_mut().await;
-    }
-}
-
-impl Drop for SlotWait<'_> {
-    fn drop(&mut self) {
-        self.slots.waiting.fetch_sub(1, Ordering::SeqCst);
+/// Tells owners to close; after unlocking.
+pub(crate) fn signal_all(links: &[OwnerLink]) {
+    for link in links {
+        link.signal();
     }
 }
 
@@ -287,13 +250,13 @@ impl Drop for OwnerGuard {
             self.link.ended.cancel();
         }
         // Its process is gone (or was never started): the slot is free.
-        self.core
-            .registry
-            .lock()
-            .closing
-            .remove(&self.link.generation);
+        let evicted = {
+            let mut reg = self.core.registry.lock();
+            reg.closing.remove(&self.link.generation);
+            reg.pump(&self.core.slots, self.core.config.max_sessions)
+        };
+        signal_all(&evicted);
         self.link.done.cancel();
-        self.core.slots.freed();
         self.core.owners.sub();
     }
 }

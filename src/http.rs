@@ -50,8 +50,65 @@ pub(crate) fn connect(
             inner: StreamableHttpClientTransport::from_config(transport_config),
             expired: lost,
         };
-        info.serve_with_ct(transport, ct).await.map_err(boxed)
+        info.serve_with_ct(transport, ct)
+            .await
+            .map_err(|e| match e {
+                rmcp::service::ClientInitializeError::TransportError { error, context } => {
+                    // rmcp's HTTP error does not chain its client's error:
+                    // unwrap it, so `source()` reaches the root cause.
+                    let source: Box<dyn std::error::Error + Send + Sync> =
+                        match error
+                            .error
+                            .downcast::<StreamableHttpError<reqwest::Error>>()
+                        {
+                            Ok(http) => match *http {
+                                StreamableHttpError::Client(client) => Box::new(client),
+                                other => Box::new(other),
+                            },
+                            Err(other) => other,
+                        };
+                    boxed(Unreachable {
+                        url: config.url.clone(),
+                        context,
+                        source,
+                    })
+                }
+                other => boxed(other),
+            })
     })
+}
+
+/// An HTTP server that could not be reached, said in terms a user can act
+/// on: the URL and the root cause (rmcp's own message names internal
+/// types). The whole chain stays reachable through `source()`.
+#[cfg(feature = "http")]
+#[derive(Debug)]
+struct Unreachable {
+    url: String,
+    context: std::borrow::Cow<'static, str>,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+#[cfg(feature = "http")]
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut cause: &(dyn std::error::Error + 'static) = &*self.source;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        write!(
+            f,
+            "cannot reach the MCP server at {}: {cause} (while trying to {})",
+            self.url, self.context
+        )
+    }
+}
+
+#[cfg(feature = "http")]
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 /// The data key rmcp puts on the errors it makes up for undeliverable requests.

@@ -9,6 +9,7 @@
 
 mod blocking;
 mod builder;
+mod checkout;
 mod close;
 mod config;
 mod core;
@@ -17,6 +18,7 @@ mod http;
 mod key;
 mod owner;
 mod pool;
+mod proc;
 mod process;
 mod reason;
 mod registry;
@@ -24,6 +26,7 @@ mod request;
 mod runtime;
 mod servers;
 mod session;
+mod slots;
 mod stats;
 
 pub use builder::{Builder, HealthCheck, OwnerRuntime};

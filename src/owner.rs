@@ -97,6 +97,7 @@ impl OwnerTask {
                 // kill and reap, then hand the error to the waiters.
                 guard.core.fail(&guard.key, guard.link.generation, &err);
                 if let Some(mut p) = process {
+                    p.note_descendants();
                     p.kill().await;
                 }
                 guard.answer(Err(err));
@@ -113,7 +114,8 @@ impl OwnerTask {
             call_timeout,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
-            &core,
+            core.epoch,
+            core.slots.clone(),
         ));
         if !core.promote(&guard.key, session.clone(), guard.link.clone()) {
             Stats::bump(&core.stats.creation_failures);
@@ -299,6 +301,12 @@ async fn teardown(
     let core = &guard.core;
     let t0 = Instant::now();
     let close_timeout = core.config.close_timeout;
+    let mut process = process;
+    if let Some(p) = process.as_deref_mut() {
+        // Before the server is told to stop: once it exits, what it started
+        // can no longer be found through it.
+        p.note_descendants();
+    }
     service_ct.cancel();
     let exit = match process {
         Some(p) => Some(p.shut_down(close_timeout).await),

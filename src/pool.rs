@@ -2,9 +2,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::FutureExt;
-use tokio::{sync::oneshot, time::Instant};
-
 use rmcp::{
     ServiceError,
     model::{ClientRequest, PingRequest},
@@ -12,15 +9,8 @@ use rmcp::{
 };
 
 use crate::{
-    Builder, CloseReason, Error, HealthCheck, PoolStatus, ServerConfig, Session,
-    builder::PoolConfig,
-    core::{Core, OwnerGuard, SlotWait},
-    key::{KeyView, SessionKey},
-    owner::OwnerTask,
-    registry::{OwnerLink, Pending, Ready},
-    runtime::Host,
-    session::SessionInner,
-    stats::Stats,
+    Builder, CloseReason, Error, PoolStatus, ServerConfig, Session, builder::PoolConfig,
+    checkout::Step, core::Core, key::SessionKey, runtime::Host,
 };
 
 /// Upper bound on a health check's wait for a `ping` reply.
@@ -35,9 +25,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// The handle is a cheap [`Clone`] over an [`Arc`]: clone it into every task
 /// rather than wrapping it in a lock. When the last handle is dropped every
-/// session is closed; with the default [`OwnerRuntime::Dedicated`] the drop
-/// waits (at most the close timeout plus a few seconds) until every server
-/// process is gone.
+/// session is told to close. Dropped in async code, the drop never blocks
+/// the worker: the teardowns go on in the background (with the default
+/// [`OwnerRuntime::Dedicated`], on a thread of the pool's), so a process that
+/// exits right after may leave servers to end on their own (a server reading
+/// stdin sees EOF). Dropped in sync code, it waits (at most the close
+/// timeout plus a few seconds) until every server process is gone. To wait
+/// from async code, call [`close`](Self::close) first.
 ///
 /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
 #[derive(Clone)]
@@ -56,14 +50,6 @@ impl Drop for PoolInner {
         self.core.root.cancel();
         self.host.shut_down(&self.core);
     }
-}
-
-enum Step<'a> {
-    Hit(Session),
-    /// A hit that must pass a health check first.
-    Check(Session),
-    Join(Ready),
-    Full(SlotWait<'a>),
 }
 
 impl SessionPool {
@@ -130,11 +116,10 @@ impl SessionPool {
         scope: &str,
         config: &ServerConfig,
     ) -> Result<Session, Error> {
-        // Only a caller that waits for a slot needs a deadline: the hit path
-        // reads no clock.
-        let mut deadline = None;
+        // Only a caller that waits for a slot reads the clock.
+        let mut queued = None;
         loop {
-            match self.step(server, scope, config)? {
+            match self.step(server, scope, config, queued.as_ref())? {
                 Step::Hit(session) => return Ok(session),
                 // Cancel safety: dropping the handle is all a cancel does.
                 Step::Check(session) => {
@@ -144,30 +129,41 @@ impl SessionPool {
                         return Ok(session);
                     }
                 }
-                // Cancel safety: this is a clone of the shared result; the
+                // Cancel safety: this is a clone of the shared result, and
+                // the ticket gives the caller's lease back if dropped; the
                 // owner task runs on whether or not anyone awaits it.
-                Step::Join(ready) => {
+                Step::Join(ready, ticket) => {
+                    // Out of the slot queue: the creation has a slot.
+                    queued = None;
                     let created = ready.await?;
-                    // Lease it under the lock, as a hit does, unless it was
-                    // evicted or closed before this caller got to it.
-                    if let Some(session) = self.claim(&created) {
+                    if let Some(session) = self.claim(&created, ticket) {
                         return Ok(session);
                     }
                 }
-                // Cancel safety: nothing is registered for this caller.
-                Step::Full(mut freed) => {
-                    let deadline = *deadline.get_or_insert_with(|| {
-                        Instant::now() + self.inner.core.config.connect_timeout
-                    });
-                    if tokio::time::timeout_at(deadline, freed.freed())
+                // Cancel safety: dropping the place in the queue leaves it
+                // and hands a slot granted meanwhile to the next caller.
+                Step::Wait(new) => {
+                    if new.is_some() {
+                        queued = new;
+                    }
+                    let Some(waiting) = &queued else {
+                        unreachable!("a caller waits only in the queue")
+                    };
+                    let core = &self.inner.core;
+                    let deadline = waiting.since + core.config.connect_timeout;
+                    if tokio::time::timeout_at(deadline, waiting.woken())
                         .await
                         .is_err()
                     {
+                        // A slot handed over at the last moment still counts.
+                        if waiting.granted() {
+                            continue;
+                        }
                         return Err(Error::PoolFull {
                             server: server.into(),
                             scope: scope.into(),
-                            max_sessions: self.inner.core.config.max_sessions,
-                            waited: self.inner.core.config.connect_timeout,
+                            max_sessions: core.config.max_sessions,
+                            waited: waiting.since.elapsed(),
                         });
                     }
                 }
@@ -269,14 +265,6 @@ impl SessionPool {
             })
     }
 
-    /// Leases a session just created for this caller, if it is still live.
-    fn claim(&self, created: &Arc<SessionInner>) -> Option<Session> {
-        let reg = self.inner.core.registry.lock();
-        let view = (&*created.server, &*created.scope);
-        let live = reg.live.peek(&view as &dyn KeyView)?;
-        (Arc::ptr_eq(&live.session, created) && live.is_usable()).then(|| created.lease())
-    }
-
     /// Pings a session; a failure takes it out of the pool for good.
     async fn is_healthy(&self, session: &Session) -> bool {
         let core = &self.inner.core;
@@ -313,126 +301,6 @@ impl SessionPool {
         }
     }
 
-    /// One look at the registry, under its lock; never awaits.
-    fn step(&self, server: &str, scope: &str, config: &ServerConfig) -> Result<Step<'_>, Error> {
-        let core = &self.inner.core;
-        let view = (server, scope);
-        let k: &dyn KeyView = &view;
-        let mut to_close = None;
-        let (key, link, tx, ready, previous, after) = {
-            let mut reg = core.registry.lock();
-            if reg.closed {
-                return Err(Error::PoolClosed {
-                    server: server.into(),
-                    scope: scope.into(),
-                });
-            }
-            if let Some(live) = reg.live.get(k) {
-                if live.is_usable() {
-                    let check = match core.config.health_check {
-                        HealthCheck::PingIfIdleFor(idle) => {
-                            live.session.busy() == 0 && live.session.last_used().elapsed() >= idle
-                        }
-                        HealthCheck::Off => false,
-                    };
-                    let session = live.session.lease();
-                    drop(reg);
-                    Stats::bump(&core.stats.hits);
-                    tracing::trace!(
-                        server,
-                        scope,
-                        generation = session.generation(),
-                        "session reused"
-                    );
-                    return Ok(if check {
-                        Step::Check(session)
-                    } else {
-                        Step::Hit(session)
-                    });
-                }
-                // Its transport is gone and its owner has not removed it yet.
-                to_close = reg.remove_live(k, CloseReason::Died);
-            }
-            if let Some(pending) = reg.inflight.get(k) {
-                let ready = pending.ready.clone();
-                drop(reg);
-                Stats::bump(&core.stats.joined);
-                return Ok(Step::Join(ready));
-            }
-            if let Some(backoff) = reg.backoff.get(k) {
-                let now = Instant::now();
-                if now < backoff.until {
-                    return Err(Error::BackingOff {
-                        server: server.into(),
-                        scope: scope.into(),
-                        retry_in: backoff.until - now,
-                        source: Arc::new(backoff.error.clone()),
-                    });
-                }
-            }
-            let mut after = reg.closing_of(k);
-            if reg.len() >= core.config.max_sessions {
-                // Registered before any session's busy count is read, so a
-                // release after that read still wakes this caller.
-                let freed = core.slots.wait();
-                match reg.evict_idle() {
-                    Some((key, link)) => {
-                        tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session");
-                        link.signal();
-                        after.push(link.done);
-                    }
-                    None => {
-                        // Every slot is busy, being created or closing.
-                        drop(reg);
-                        if let Some(link) = to_close {
-                            link.signal();
-                        }
-                        return Ok(Step::Full(freed));
-                    }
-                }
-            }
-            let key = SessionKey::new(server, scope);
-            let link = OwnerLink::new(core.next_generation(), core.root.child_token());
-            let (tx, rx) = oneshot::channel();
-            let (srv, scp) = (key.server.clone(), key.scope.clone());
-            let ready: Ready = rx
-                .map(move |r| {
-                    // The owner ended without answering: it panicked, or its
-                    // runtime shut down.
-                    r.unwrap_or(Err(Error::OwnerGone {
-                        server: srv,
-                        scope: scp,
-                    }))
-                })
-                .boxed()
-                .shared();
-            reg.inflight.insert(
-                key.clone(),
-                Pending {
-                    ready: ready.clone(),
-                    link: link.clone(),
-                },
-            );
-            let previous = reg.gone.peek(k).copied();
-            (key, link, tx, ready, previous, after)
-        };
-        if let Some(link) = to_close {
-            link.signal();
-        }
-        let task = OwnerTask {
-            guard: OwnerGuard::new(core.clone(), key, link, tx),
-            config: config.clone(),
-            previous,
-            after,
-        };
-        match self.inner.host.handle() {
-            Some(handle) => drop(handle.spawn(task.run())),
-            // Dropping the task frees its slot and fails its waiters.
-            None => drop(task),
-        }
-        Ok(Step::Join(ready))
-    }
-
     /// Sessions live, being created and closing, and the pool's counters.
     /// See [`PoolStatus`] for how consistent the snapshot is.
     pub fn status(&self) -> PoolStatus {
@@ -441,7 +309,8 @@ impl SessionPool {
             let reg = core.registry.lock();
             (reg.live.len(), reg.inflight.len(), reg.closing.len())
         };
-        core.stats.snapshot(live, in_flight, closing)
+        core.stats
+            .snapshot(live, in_flight, closing, core.slots.len())
     }
 }
 

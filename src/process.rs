@@ -37,11 +37,16 @@ pub(crate) enum Exit {
 }
 
 pub(crate) struct ServerProcess {
-    child: Child,
+    /// Taken only by `Drop`, to be reaped on a thread of its own.
+    child: Option<Child>,
     /// The process group, which is the child's pid; `None` once it has been
     /// killed after the leader was reaped, so `Drop` cannot hit a reused pid.
     group: Option<Pid>,
     stderr: Option<JoinHandle<()>>,
+    /// The server's descendants seen at the start of teardown, with their
+    /// start times: those that left its process group (`setsid`, as a
+    /// browser does) are killed by pid.
+    descendants: Vec<(Pid, u64)>,
 }
 
 impl ServerProcess {
@@ -80,9 +85,10 @@ impl ServerProcess {
             .map(|e| tokio::spawn(drain(e).in_current_span()));
         Ok((
             Self {
-                child,
+                child: Some(child),
                 group,
                 stderr,
+                descendants: Vec::new(),
             },
             stdout,
             stdin,
@@ -95,7 +101,18 @@ impl ServerProcess {
 
     /// Resolves when the server process exits. Cancel safe.
     pub(crate) async fn exited(&mut self) {
-        let _ = self.child.wait().await;
+        match &mut self.child {
+            Some(child) => drop(child.wait().await),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Notes the server's descendants, while they can still be found
+    /// through their parents: call before the server is told to stop.
+    pub(crate) fn note_descendants(&mut self) {
+        if let Some(group) = self.group {
+            self.descendants = crate::proc::descendants(group);
+        }
     }
 
     /// Ends a server whose stdin is closed (or closing): half the budget to
@@ -123,13 +140,17 @@ impl ServerProcess {
         if !self.wait_for(REAP_AFTER_KILL).await {
             tracing::warn!(pid = ?self.pid(), "server process did not exit after SIGKILL");
         }
-        // The leader is reaped; kill whatever it started since, then wait
-        // until they are really gone: SIGKILL is asynchronous, and callers
-        // of close rely on nothing of the server running afterwards.
+        // The leader is reaped; kill whatever it started since, and the
+        // descendants that left its group, then wait until they are really
+        // gone: SIGKILL is asynchronous, and callers of close rely on
+        // nothing of the server running afterwards.
         self.signal_group(Signal::SIGKILL);
+        let strays = std::mem::take(&mut self.descendants);
+        crate::proc::kill_all(&strays);
         if let Some(group) = self.group.take() {
             let deadline = tokio::time::Instant::now() + REAP_AFTER_KILL;
-            while group_has_running_member(group) {
+            while crate::proc::group_has_running_member(group) || crate::proc::any_running(&strays)
+            {
                 if tokio::time::Instant::now() >= deadline {
                     tracing::warn!(?group, "server's child processes survived SIGKILL");
                     break;
@@ -148,7 +169,10 @@ impl ServerProcess {
     }
 
     async fn wait_for(&mut self, limit: Duration) -> bool {
-        matches!(timeout(limit, self.child.wait()).await, Ok(Ok(_)))
+        match &mut self.child {
+            Some(child) => matches!(timeout(limit, child.wait()).await, Ok(Ok(_))),
+            None => true,
+        }
     }
 
     fn signal_group(&self, signal: Signal) {
@@ -166,34 +190,28 @@ impl Drop for ServerProcess {
     /// finishing (its runtime shut down): nothing in the group survives.
     fn drop(&mut self) {
         self.signal_group(Signal::SIGKILL);
+        crate::proc::kill_all(&self.descendants);
         if let Some(task) = self.stderr.take() {
             task.abort();
         }
+        // Its runtime may be gone, and with it tokio's reaping of dropped
+        // children: reap it here, off the dropping thread, so no zombie
+        // waits for some later spawn.
+        if let Some(mut child) = self.child.take() {
+            let reap = move || {
+                let deadline = std::time::Instant::now() + REAP_AFTER_KILL;
+                while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            };
+            if let Err(e) = std::thread::Builder::new()
+                .name("mcp-session-pool-reap".into())
+                .spawn(reap)
+            {
+                tracing::warn!(%e, "could not start a thread to reap a server process");
+            }
+        }
     }
-}
-
-/// Whether any process of `group` still runs. Members that are zombies only
-/// wait for init to reap them (they were reparented when the server died).
-fn group_has_running_member(group: Pid) -> bool {
-    if killpg(group, None) == Err(nix::errno::Errno::ESRCH) {
-        return false;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    let group = group.as_raw().to_string();
-    procs.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may contain spaces and ')'.
-        let Some((_, fields)) = stat.rsplit_once(") ") else {
-            return false;
-        };
-        let mut fields = fields.split(' ');
-        let (state, pgrp) = (fields.next(), fields.nth(1));
-        pgrp == Some(group.as_str()) && state != Some("Z")
-    })
 }
 
 /// Forwards the server's stderr to `tracing`. A server must never block on a

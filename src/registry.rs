@@ -14,6 +14,7 @@ use crate::{
     key::{KeyView, SessionKey},
     reason::ReasonCell,
     session::SessionInner,
+    slots::{Grant, Slots},
 };
 
 /// The result of one creation, shared by every caller waiting for it.
@@ -96,6 +97,10 @@ impl Live {
 pub(crate) struct Pending {
     pub(crate) ready: Ready,
     pub(crate) link: OwnerLink,
+    /// Callers waiting for this creation: the new session is leased to each
+    /// of them before anybody else can see it idle, so it reaches them
+    /// before it can be evicted.
+    pub(crate) waiters: usize,
 }
 
 /// A key whose last creation failed: no new attempt before `until`.
@@ -117,6 +122,8 @@ pub(crate) struct Registry {
     /// generation: they still hold a server process, so they count toward
     /// the bound, and a new session for the same key waits for them.
     pub(crate) closing: HashMap<u64, (SessionKey, CancellationToken)>,
+    /// Slots handed to waiting callers that have not used them yet.
+    pub(crate) reserved: usize,
     pub(crate) closed: bool,
 }
 
@@ -128,6 +135,7 @@ impl Registry {
             backoff: HashMap::new(),
             gone: LruCache::new(memory),
             closing: HashMap::new(),
+            reserved: 0,
             closed: false,
         }
     }
@@ -135,6 +143,43 @@ impl Registry {
     /// Sessions that hold (or may hold) a server process.
     pub(crate) fn len(&self) -> usize {
         self.live.len() + self.inflight.len() + self.closing.len()
+    }
+
+    /// Whether a caller may take a slot without evicting anything.
+    pub(crate) fn has_free_slot(&self, max: usize) -> bool {
+        self.len() + self.reserved < max
+    }
+
+    /// Hands slots to queued callers, first come, first served: a free slot
+    /// while there is one, else the slot of the least recently used idle
+    /// session, which is evicted. Returns the evicted sessions' owners, to
+    /// be signalled after unlocking.
+    pub(crate) fn pump(&mut self, slots: &Slots, max: usize) -> Vec<OwnerLink> {
+        let mut evicted = Vec::new();
+        while slots.waiting() {
+            let grant = if self.has_free_slot(max) {
+                Grant::Free
+            } else if let Some((key, link)) = self.evict_idle() {
+                tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session for a waiting caller");
+                let done = link.done.clone();
+                evicted.push(link);
+                Grant::Evicted(done)
+            } else {
+                break;
+            };
+            // Held for the caller until it uses or returns it: a slot freed
+            // when the evicted server ends is already this caller's.
+            self.reserved += 1;
+            if slots.grant_head(grant).is_err() {
+                self.reserved -= 1;
+            }
+        }
+        evicted
+    }
+
+    /// Takes a grant a caller did not use back.
+    pub(crate) fn return_grant(&mut self, _grant: Grant) {
+        self.reserved -= 1;
     }
 
     fn retire(&mut self, key: SessionKey, link: &OwnerLink) {
@@ -223,11 +268,18 @@ impl Registry {
     }
 
     /// Takes every live and in-flight session whose key matches out of the
-    /// registry and returns their owners, to be signalled after unlocking.
+    /// registry and returns their owners, to be signalled after unlocking,
+    /// and the done signals of matching sessions already closing.
     pub(crate) fn take_matching(
         &mut self,
         matches: impl Fn(&SessionKey) -> bool,
-    ) -> Vec<OwnerLink> {
+    ) -> (Vec<OwnerLink>, Vec<CancellationToken>) {
+        let already: Vec<CancellationToken> = self
+            .closing
+            .values()
+            .filter(|(key, _)| matches(key))
+            .map(|(_, done)| done.clone())
+            .collect();
         let keys: Vec<SessionKey> = self
             .live
             .iter()
@@ -251,7 +303,7 @@ impl Registry {
                 taken.push(p.link);
             }
         }
-        taken
+        (taken, already)
     }
 
     /// Records a failed creation: the next attempt waits twice as long as

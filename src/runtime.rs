@@ -85,24 +85,28 @@ impl Host {
             return;
         };
         let Some(rt) = rt.take() else { return };
-        if ON_DEDICATED_THREAD.with(|c| c.get()) {
-            // Dropped from one of its own threads: wait from another one.
+        if ON_DEDICATED_THREAD.with(|c| c.get()) || Handle::try_current().is_ok() {
+            // Dropped in async code (or on one of its own threads): never
+            // block a worker; the teardowns finish on a thread of their own.
             let core = core.clone();
-            std::thread::spawn(move || {
-                core.owners.wait_zero(bound);
-                rt.shutdown_timeout(Duration::from_secs(1));
-            });
+            let waiter = std::thread::Builder::new()
+                .name("mcp-session-pool-shutdown".into())
+                .spawn(move || {
+                    if !core.owners.wait_zero(bound) {
+                        tracing::warn!(
+                            "session owners still running after the close timeout; shutting down"
+                        );
+                    }
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                });
+            if let Err(e) = waiter {
+                tracing::warn!(%e, "could not start the shutdown thread; servers are killed at once");
+            }
             return;
         }
         if !core.owners.wait_zero(bound) {
             tracing::warn!("session owners still running after the close timeout; shutting down");
         }
-        if Handle::try_current().is_ok() {
-            // Blocking on the worker threads is not allowed in async code;
-            // they are idle now and exit on their own.
-            rt.shutdown_background();
-        } else {
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
+        rt.shutdown_timeout(Duration::from_secs(1));
     }
 }

@@ -6,19 +6,14 @@ use std::{
     ops::Deref,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
 use rmcp::{Peer, RoleClient};
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::{
-    CloseReason, Error,
-    core::{Core, Slots},
-    key::SessionKey,
-    registry::OwnerLink,
-};
+use crate::{CloseReason, Error, key::SessionKey, registry::OwnerLink, slots::Slots};
 
 /// What the registry keeps of an established session.
 pub(crate) struct SessionInner {
@@ -33,6 +28,8 @@ pub(crate) struct SessionInner {
     /// Deadline of each request made through the session.
     pub(crate) call_timeout: Option<std::time::Duration>,
     previous: Option<CloseReason>,
+    /// Whether a handle has reported `previous` yet: it is told once.
+    told: AtomicBool,
     pid: Option<u32>,
     /// Handles given out by `get_session` and not yet dropped.
     busy: AtomicUsize,
@@ -47,6 +44,7 @@ pub(crate) struct SessionInner {
 
 impl SessionInner {
     /// Must be called on the runtime that hosts the session.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         peer: Peer<RoleClient>,
         key: &SessionKey,
@@ -54,7 +52,8 @@ impl SessionInner {
         call_timeout: Option<std::time::Duration>,
         previous: Option<CloseReason>,
         pid: Option<u32>,
-        core: &Core,
+        epoch: Instant,
+        slots: Arc<Slots>,
     ) -> Self {
         let inner = Self {
             peer,
@@ -65,12 +64,13 @@ impl SessionInner {
             link,
             call_timeout,
             previous,
+            told: AtomicBool::new(false),
             pid,
             busy: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
-            epoch: core.epoch,
+            epoch,
             released: Notify::new(),
-            slots: core.slots.clone(),
+            slots,
         };
         inner.touch();
         inner
@@ -102,8 +102,36 @@ impl SessionInner {
     pub(crate) fn lease(self: &Arc<Self>) -> Session {
         // No timestamp: a busy session does not idle, and the release stamps it.
         self.busy.fetch_add(1, Ordering::SeqCst);
+        self.leased()
+    }
+
+    /// Marks the session busy for `n` handles to be made later with
+    /// [`leased`](Self::leased). Under the registry lock.
+    pub(crate) fn reserve(&self, n: usize) {
+        self.busy.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Gives one lease back.
+    pub(crate) fn release(&self) {
+        self.touch();
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.released.notify_one();
+            self.slots.released();
+        }
+    }
+
+    /// A handle for a lease already counted in `busy`.
+    pub(crate) fn leased(self: &Arc<Self>) -> Session {
+        let replaced = match self.previous {
+            // Told once, to the first handle of this generation.
+            Some(previous) if !self.told.load(Ordering::Relaxed) => {
+                (!self.told.swap(true, Ordering::Relaxed)).then_some(previous)
+            }
+            _ => None,
+        };
         Session {
             inner: self.clone(),
+            replaced,
         }
     }
 }
@@ -131,23 +159,23 @@ impl SessionInner {
 /// [`Error::SessionEnded`].
 pub struct Session {
     pub(crate) inner: Arc<SessionInner>,
+    replaced: Option<CloseReason>,
 }
 
 impl Clone for Session {
     /// Another handle, busy like this one: no allocation, one atomic add.
     fn clone(&self) -> Self {
-        self.inner.lease()
+        self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        Session {
+            inner: self.inner.clone(),
+            replaced: self.replaced,
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let inner = &self.inner;
-        inner.touch();
-        if inner.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
-            inner.released.notify_one();
-            inner.slots.released();
-        }
+        self.inner.release();
     }
 }
 
@@ -176,10 +204,17 @@ impl Session {
     /// Why the previous session of this key ended, if this session replaced
     /// one: the server's state from before (an open page, a login) is gone.
     /// An agent can tell its model so ("the browser was restarted") instead
-    /// of failing mysteriously. `None` for a key's first session (as far as
-    /// the pool remembers: it keeps the reasons of recently closed keys).
+    /// of failing mysteriously.
+    ///
+    /// Told once: only the first handle that [`get_session`] returns for a
+    /// new session (and clones of that handle) report it; every later
+    /// handle says `None`, so a tool wrapper that checks it on every call
+    /// tells its model once. `None` also for a key's first session (as far
+    /// as the pool remembers: it keeps the reasons of recently closed keys).
+    ///
+    /// [`get_session`]: crate::SessionPool::get_session
     pub fn replaced(&self) -> Option<CloseReason> {
-        self.inner().previous
+        self.replaced
     }
 
     /// The process id of a stdio server (which is also its process group);
@@ -239,7 +274,7 @@ impl fmt::Debug for Session {
             .field("server", &inner.server)
             .field("scope", &inner.scope)
             .field("generation", &inner.generation)
-            .field("replaced", &inner.previous)
+            .field("replaced", &self.replaced)
             .finish_non_exhaustive()
     }
 }

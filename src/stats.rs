@@ -23,11 +23,18 @@ impl Stats {
         Self::bump(&self.closed[reason.index()]);
     }
 
-    pub(crate) fn snapshot(&self, live: usize, in_flight: usize, closing: usize) -> PoolStatus {
+    pub(crate) fn snapshot(
+        &self,
+        live: usize,
+        in_flight: usize,
+        closing: usize,
+        waiting: usize,
+    ) -> PoolStatus {
         PoolStatus {
             live,
             in_flight,
             closing,
+            waiting,
             created: self.created.load(Relaxed),
             hits: self.hits.load(Relaxed),
             joined: self.joined.load(Relaxed),
@@ -40,7 +47,8 @@ impl Stats {
 
 /// A snapshot of a pool's state and counters.
 ///
-/// `live`, `in_flight` and `closing` are read together under the pool's lock; the
+/// `live`, `in_flight` and `closing` are read together under the pool's lock,
+/// `waiting` just after; the
 /// counters are read one by one afterwards, so under load they are **not**
 /// an atomic snapshot: a session may show in `created` but not yet in `live`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +61,8 @@ pub struct PoolStatus {
     /// Sessions taken out of the pool whose owners have not finished tearing
     /// them down; they still count toward `max_sessions`.
     pub closing: usize,
+    /// Callers waiting for a slot at the `max_sessions` bound.
+    pub waiting: usize,
     /// Sessions created successfully, ever.
     pub created: u64,
     /// `get_session` calls answered by an established session.

@@ -115,7 +115,7 @@ async fn blocking_api_works_inside_a_multi_threaded_runtime() {
     assert_eq!(increment_blocking(&session), 1);
     assert_eq!(increment(&session).await, 2);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -132,7 +132,7 @@ async fn blocking_api_refuses_a_current_thread_runtime_instead_of_deadlocking() 
     assert!(matches!(err, Error::BlockingNotAllowed { .. }), "{err:?}");
     assert_eq!(increment(&session).await, 1, "the refused call never ran");
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[test]
@@ -214,7 +214,7 @@ async fn pool_dropped_inside_a_multi_threaded_runtime_leaves_no_server() {
         .await
         .unwrap();
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[test]

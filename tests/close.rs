@@ -130,7 +130,8 @@ async fn grandchild_dies_when_its_server_crashes() {
             "crash",
         ))
         .await;
-    drop(pool); // waits for every owner, including the one tearing down the crash
+    // Waits for every owner, including the one tearing down the crash.
+    pool.close().await;
     assert!(
         !common::process_running(grandchild, "sleep"),
         "grandchild survived its server: {:?}",
@@ -200,7 +201,7 @@ async fn replacement_waits_for_the_same_keys_server_to_close() {
     );
     assert_ne!(new.server_pid(), Some(old));
     drop((new, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -225,7 +226,7 @@ async fn closing_servers_count_toward_the_bound() {
         "more servers than max_sessions"
     );
     drop((b, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -242,7 +243,7 @@ async fn dropping_the_pool_closes_every_session() {
     pool.get_session("stubborn", "t", &stubborn).await.unwrap();
     assert_eq!(servers.alive().len(), 6);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -256,4 +257,52 @@ async fn closed_pool_rejects_new_sessions() {
     let err = pool.get_session("srv", "t", &cfg).await.unwrap_err();
     assert!(matches!(err, Error::PoolClosed { .. }), "{err:?}");
     servers.assert_none_alive();
+}
+
+#[tokio::test]
+async fn descendant_that_left_the_process_group_dies_with_its_session() {
+    let servers = Servers::new("setsid_child");
+    let pool = pool();
+    let s = pool
+        .get_session("forks", "t", &servers.config(&[]))
+        .await
+        .unwrap();
+    let detached: u32 = call(&s, "spawn_detached", serde_json::json!({}))
+        .await
+        .parse()
+        .unwrap();
+    let running = |pid| common::process_running(pid, "sleep");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running(detached) {
+        assert!(Instant::now() < deadline, "setsid sleep did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(s);
+    assert_eq!(pool.close_session("forks", "t").await, 1);
+    assert!(
+        !running(detached),
+        "a descendant outside the group survived close"
+    );
+    servers.assert_none_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_pool_in_async_code_does_not_block_the_worker() {
+    let servers = Servers::new("drop_nonblocking");
+    let pool = SessionPool::builder()
+        .close_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    // Ends only by SIGKILL, a close timeout after its stdin closes.
+    let cfg = servers.config(&["--ignore-eof", "--ignore-sigterm"]);
+    pool.get_session("stubborn", "t", &cfg).await.unwrap();
+    let t0 = Instant::now();
+    drop(pool);
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(200),
+        "drop blocked for {took:?}"
+    );
+    // The teardown goes on without the pool.
+    servers.wait_none_alive().await;
 }

@@ -34,7 +34,7 @@ async fn hundred_concurrent_callers_start_exactly_one_server() {
     assert!(generations.iter().all(|&g| g == generations[0]));
     assert_eq!(servers.started().len(), 1);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -79,7 +79,7 @@ async fn dropped_only_caller_leaves_a_stdio_session_for_the_next_call() {
     assert_eq!(increment(&s).await, 1);
     assert_eq!(servers.started().len(), 1);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]

@@ -139,7 +139,7 @@ async fn request_in_flight_fails_when_its_server_is_killed() {
         .unwrap();
     assert_eq!(next.replaced(), Some(CloseReason::Died));
     drop((session, next, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -43,5 +43,5 @@ async fn host_secrets_stay_out_of_servers_unless_inherited() {
     );
 
     drop((isolated, inheriting, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }

@@ -64,7 +64,7 @@ async fn least_recently_used_idle_session_is_evicted_at_the_bound() {
     assert_eq!(b.replaced(), Some(CloseReason::Evicted));
     assert_eq!(increment(&b).await, 1, "b lost its state when evicted");
     drop((b, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +108,7 @@ async fn concurrent_creations_never_exceed_the_bound_in_processes() {
     );
     assert!(pool.status().live <= 4);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +129,7 @@ async fn busy_session_is_not_evicted_while_its_call_runs() {
     assert_eq!(increment(&busy).await, 1);
     assert_eq!(pool.status().closed(CloseReason::Evicted), 1);
     drop((busy, third, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,5 +169,5 @@ async fn all_busy_at_the_bound_waits_for_a_release_then_fails_at_the_connect_tim
     assert_eq!(waiter.await.unwrap().unwrap(), "b");
     assert_eq!(servers.started().len(), 2);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }

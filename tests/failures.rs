@@ -35,7 +35,7 @@ async fn killed_server_is_replaced_by_a_new_generation() {
     );
     assert_eq!(servers.started().len(), 2);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn chatty_stderr_never_blocks_the_server() {
         "still here"
     );
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]

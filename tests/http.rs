@@ -84,3 +84,40 @@ async fn forgotten_http_session_becomes_a_new_generation() {
         "the old state is gone, and the caller can tell"
     );
 }
+
+#[tokio::test]
+async fn unreachable_server_error_names_the_url_and_the_cause() {
+    // A port that nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let pool = SessionPool::new();
+    let err = pool
+        .get_session("web", "a", &ServerConfig::http(&url))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    eprintln!("{message}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+    assert!(
+        matches!(err, mcp_session_pool::Error::Connect { .. }),
+        "{err:?}"
+    );
+    assert!(message.contains(&url), "{message}");
+    assert!(
+        message.to_lowercase().contains("connection refused"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("mcp_session_pool::") && !message.contains('<'),
+        "internal type names in: {message}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+}

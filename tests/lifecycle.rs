@@ -120,7 +120,7 @@ async fn idle_stdio_server_is_closed_and_reaped() {
     assert_ne!(fresh.generation(), first);
     assert_eq!(fresh.replaced(), Some(CloseReason::IdleTimeout));
     drop((fresh, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -146,7 +146,7 @@ async fn health_check_replaces_a_hung_server_within_one_call() {
     assert_eq!(fresh.replaced(), Some(CloseReason::HealthCheck));
     assert_eq!(increment(&fresh).await, 1);
     drop((fresh, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn health_check_replaces_a_killed_server() {
     );
     assert_eq!(increment(&fresh).await, 1);
     drop((fresh, pool));
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -372,7 +372,7 @@ async fn status_counters_follow_a_scripted_sequence_exactly() {
     assert_eq!(s.closed(CloseReason::Died), 1);
     assert_eq!(s.closed_total(), 4);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ async fn same_key_reuses_one_server_and_its_state() {
     assert!(generations.iter().all(|&g| g == generations[0]));
     assert_eq!(servers.started().len(), 1);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn different_scopes_get_separate_servers() {
     assert_eq!(servers.started().len(), 2);
     assert_eq!(pool.status().live, 2);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]
@@ -56,7 +56,7 @@ async fn keys_that_join_to_the_same_string_stay_separate() {
     assert_eq!((right.server(), right.scope()), ("a", "b:c"));
     assert_eq!(servers.started().len(), 2);
     drop(pool);
-    servers.assert_none_alive();
+    servers.wait_none_alive().await;
 }
 
 #[tokio::test]

@@ -47,3 +47,27 @@ fn dedicated_runtime_keeps_sessions_across_caller_runtimes() {
     drop(pool);
     servers.assert_none_alive();
 }
+
+#[test]
+fn server_of_a_dropped_caller_runtime_is_reaped_not_left_a_zombie() {
+    let servers = Servers::new("dropped_rt_zombie");
+    let cfg = servers.config(&[]);
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .build()
+        .unwrap();
+    let pid = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let s = pool.get_session("srv", "t", &cfg).await.unwrap();
+        s.server_pid().unwrap()
+    });
+    // No later spawn or runtime comes along to reap it: the pool must.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while common::process_exists(pid, "test_server") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {pid} left behind (a zombie counts) after its runtime was dropped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(pool);
+}

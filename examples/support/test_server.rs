@@ -138,6 +138,22 @@ impl TestServer {
         Ok(child.id().to_string())
     }
 
+    #[tool(
+        description = "Spawn a `sleep 300` grandchild in a session of its own (setsid, out of the server's process group) and return its pid"
+    )]
+    fn spawn_detached(&self) -> Result<String, String> {
+        // Not a group leader, so `setsid` makes the new session in place
+        // and execs `sleep`: the pid is the sleep's.
+        let child = Command::new("setsid")
+            .args(["sleep", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn setsid: {e}"))?;
+        Ok(child.id().to_string())
+    }
+
     #[tool(description = "Return the value of an environment variable, or \"<unset>\"")]
     fn env(&self, Parameters(EnvArgs { name }): Parameters<EnvArgs>) -> String {
         std::env::var_os(&name).map_or_else(

@@ -1,0 +1,338 @@
+//! Checking a session out of the registry, one look under its lock at a
+//! time: a hit on a live session, a join of a creation in flight, or a slot
+//! taken (or waited for, in order) and a creation started.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio::{sync::oneshot, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    CloseReason, Error, HealthCheck, ServerConfig, Session, SessionPool,
+    core::{Core, OwnerGuard, signal_all},
+    key::{KeyView, SessionKey},
+    owner::OwnerTask,
+    registry::{OwnerLink, Pending, Ready, Registry},
+    session::SessionInner,
+    slots::{Grant, Waiter},
+    stats::Stats,
+};
+
+pub(crate) enum Step<'a> {
+    Hit(Session),
+    /// A hit that must pass a health check first.
+    Check(Session),
+    /// A creation to wait for, with this caller's lease on its result.
+    Join(Ready, JoinTicket<'a>),
+    /// No slot: wait in the queue until one is handed over; `None` for a
+    /// caller already in it.
+    Wait(Option<Queued<'a>>),
+}
+
+/// A caller's lease on a creation it waits for: the new session is leased
+/// to it on arrival, so nobody can evict it before the caller takes it.
+/// Dropped unclaimed (the caller gave up), it gives the lease back.
+pub(crate) struct JoinTicket<'a> {
+    core: &'a Core,
+    key: SessionKey,
+    generation: u64,
+    claimed: bool,
+}
+
+impl Drop for JoinTicket<'_> {
+    fn drop(&mut self) {
+        if self.claimed {
+            return;
+        }
+        let reserved = {
+            let mut reg = self.core.registry.lock();
+            let k: &dyn KeyView = &self.key;
+            if let Some(p) = reg.inflight.get_mut(k)
+                && p.link.generation == self.generation
+            {
+                p.waiters -= 1;
+                return;
+            }
+            reg.live
+                .peek(k)
+                .filter(|l| l.link.generation == self.generation)
+                .map(|l| l.session.clone())
+        };
+        // Released outside the lock: the release may wake a slot waiter.
+        if let Some(session) = reserved {
+            session.release();
+        }
+    }
+}
+
+/// A caller's place in the queue for a slot. Dropped (the caller got a
+/// session another way, gave up, or timed out), it leaves the queue and
+/// hands an unused slot to the next caller.
+pub(crate) struct Queued<'a> {
+    core: &'a Core,
+    waiter: Arc<Waiter>,
+    pub(crate) since: Instant,
+}
+
+impl Queued<'_> {
+    /// Resolves when a slot was handed to this caller, or it should look
+    /// again. Cancel safe.
+    pub(crate) async fn woken(&self) {
+        self.waiter.woken().await;
+    }
+
+    /// Whether a slot was handed to this caller.
+    pub(crate) fn granted(&self) -> bool {
+        self.waiter.granted()
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let core = self.core;
+        let evicted = {
+            let mut reg = core.registry.lock();
+            core.slots.remove(&self.waiter);
+            match self.waiter.take_grant() {
+                Some(grant) => {
+                    reg.return_grant(grant);
+                    reg.pump(&core.slots, core.config.max_sessions)
+                }
+                None => Vec::new(),
+            }
+        };
+        signal_all(&evicted);
+    }
+}
+
+impl SessionPool {
+    /// One look at the registry, under its lock; never awaits.
+    pub(crate) fn step<'a>(
+        &'a self,
+        server: &str,
+        scope: &str,
+        config: &ServerConfig,
+        queued: Option<&Queued<'a>>,
+    ) -> Result<Step<'a>, Error> {
+        let core = &*self.inner.core;
+        let view = (server, scope);
+        let mut to_signal = Vec::new();
+        let look = {
+            let mut reg = core.registry.lock();
+            self.look(&mut reg, &view, queued, &mut to_signal)
+        };
+        signal_all(&to_signal);
+        let Create {
+            key,
+            link,
+            tx,
+            ready,
+            previous,
+            after,
+        } = match look? {
+            Look::Done(step) => return Ok(step),
+            Look::Create(create) => create,
+        };
+        let generation = link.generation;
+        let task = OwnerTask {
+            guard: OwnerGuard::new(self.inner.core.clone(), key.clone(), link, tx),
+            config: config.clone(),
+            previous,
+            after,
+        };
+        match self.inner.host.handle() {
+            Some(handle) => drop(handle.spawn(task.run())),
+            // Dropping the task frees its slot and fails its waiters.
+            None => drop(task),
+        }
+        Ok(Step::Join(
+            ready,
+            JoinTicket {
+                core,
+                key,
+                generation,
+                claimed: false,
+            },
+        ))
+    }
+
+    /// The decision of [`step`](Self::step), under the lock. Owners to be
+    /// told to close go into `to_signal`.
+    fn look<'a>(
+        &'a self,
+        reg: &mut Registry,
+        k: &dyn KeyView,
+        queued: Option<&Queued<'a>>,
+        to_signal: &mut Vec<OwnerLink>,
+    ) -> Result<Look<'a>, Error> {
+        let core = &*self.inner.core;
+        let max = core.config.max_sessions;
+        let (server, scope) = k.parts();
+        if reg.closed {
+            return Err(Error::PoolClosed {
+                server: server.into(),
+                scope: scope.into(),
+            });
+        }
+        // Callers wait for a slot: idle sessions go to them first, in order,
+        // even the one this caller would reuse.
+        if core.slots.waiting() {
+            to_signal.extend(reg.pump(&core.slots, max));
+        }
+        if let Some(live) = reg.live.get(k) {
+            if live.is_usable() {
+                let check = match core.config.health_check {
+                    HealthCheck::PingIfIdleFor(idle) => {
+                        live.session.busy() == 0 && live.session.last_used().elapsed() >= idle
+                    }
+                    HealthCheck::Off => false,
+                };
+                let session = live.session.lease();
+                Stats::bump(&core.stats.hits);
+                tracing::trace!(
+                    server,
+                    scope,
+                    generation = session.generation(),
+                    "session reused"
+                );
+                return Ok(Look::Done(if check {
+                    Step::Check(session)
+                } else {
+                    Step::Hit(session)
+                }));
+            }
+            // Its transport is gone and its owner has not removed it yet.
+            to_signal.extend(reg.remove_live(k, CloseReason::Died));
+        }
+        if let Some((key, pending)) = reg.inflight.get_key_value(k) {
+            let (key, ready, generation) =
+                (key.clone(), pending.ready.clone(), pending.link.generation);
+            if let Some(pending) = reg.inflight.get_mut(k) {
+                pending.waiters += 1;
+            }
+            Stats::bump(&core.stats.joined);
+            return Ok(Look::Done(Step::Join(
+                ready,
+                JoinTicket {
+                    core,
+                    key,
+                    generation,
+                    claimed: false,
+                },
+            )));
+        }
+        if let Some(backoff) = reg.backoff.get(k) {
+            let now = Instant::now();
+            if now < backoff.until {
+                return Err(Error::BackingOff {
+                    server: server.into(),
+                    scope: scope.into(),
+                    retry_in: backoff.until - now,
+                    source: Arc::new(backoff.error.clone()),
+                });
+            }
+        }
+
+        // A slot: one handed to this caller in the queue; a free one if
+        // nobody queues before it; else its turn in the queue, where the
+        // slot of an idle session may be handed to it at once.
+        let grant = match queued {
+            Some(queued) => match queued.waiter.take_grant() {
+                Some(grant) => Some(grant),
+                None => return Ok(Look::Done(Step::Wait(None))),
+            },
+            None if !core.slots.waiting() && reg.has_free_slot(max) => None,
+            None => {
+                let waiter = core.slots.enqueue();
+                to_signal.extend(reg.pump(&core.slots, max));
+                match waiter.take_grant() {
+                    Some(grant) => Some(grant),
+                    None => {
+                        return Ok(Look::Done(Step::Wait(Some(Queued {
+                            core,
+                            waiter,
+                            since: Instant::now(),
+                        }))));
+                    }
+                }
+            }
+        };
+        // An earlier server of this key that is still closing, and the one
+        // evicted for this caller, must be gone before the new one starts.
+        let mut after = reg.closing_of(k);
+        if let Some(grant) = grant {
+            reg.reserved -= 1;
+            if let Grant::Evicted(done) = grant {
+                after.push(done);
+            }
+        }
+
+        let key = SessionKey::new(server, scope);
+        let link = OwnerLink::new(core.next_generation(), core.root.child_token());
+        let (tx, rx) = oneshot::channel();
+        let (srv, scp) = (key.server.clone(), key.scope.clone());
+        let ready: Ready = rx
+            .map(move |r| {
+                // The owner ended without answering: it panicked, or its
+                // runtime shut down.
+                r.unwrap_or(Err(Error::OwnerGone {
+                    server: srv,
+                    scope: scp,
+                }))
+            })
+            .boxed()
+            .shared();
+        reg.inflight.insert(
+            key.clone(),
+            Pending {
+                ready: ready.clone(),
+                link: link.clone(),
+                waiters: 1,
+            },
+        );
+        let previous = reg.gone.peek(k).copied();
+        Ok(Look::Create(Create {
+            key,
+            link,
+            tx,
+            ready,
+            previous,
+            after,
+        }))
+    }
+
+    /// Hands a caller the session created for it, unless it was evicted or
+    /// closed before the caller got to it.
+    pub(crate) fn claim(
+        &self,
+        created: &Arc<SessionInner>,
+        mut ticket: JoinTicket<'_>,
+    ) -> Option<Session> {
+        let reg = self.inner.core.registry.lock();
+        let view = (&*created.server, &*created.scope);
+        let live = reg
+            .live
+            .peek(&view as &dyn KeyView)
+            .is_some_and(|l| Arc::ptr_eq(&l.session, created) && l.is_usable());
+        drop(reg);
+        // Otherwise the ticket's drop gives the lease back.
+        ticket.claimed = live;
+        live.then(|| created.leased())
+    }
+}
+
+enum Look<'a> {
+    Done(Step<'a>),
+    Create(Create),
+}
+
+/// A creation decided under the lock, to start after unlocking.
+struct Create {
+    key: SessionKey,
+    link: OwnerLink,
+    tx: oneshot::Sender<Result<Arc<SessionInner>, Error>>,
+    ready: Ready,
+    previous: Option<CloseReason>,
+    after: Vec<CancellationToken>,
+}
