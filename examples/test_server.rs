@@ -7,7 +7,8 @@
 //! and returns its pid), `spawn_detached` (the same, in a session of its own) and `env {name}`. Flags make it misbehave on purpose:
 //! `--pid-file PATH` appends its pid to PATH, `--ignore-eof` keeps running after
 //! stdin closes, `--no-initialize` never answers, `--exit-before-initialize`
-//! exits with code 2 at once, `--garbage-stdout` answers the first line with
+//! exits with code 2 at once, `--legacy-only` knows only `initialize`,
+//! `--garbage-stdout` answers the first line with
 //! non-JSON-RPC output and exits with code 3, and `--stderr-flood BYTES` writes
 //! BYTES of log lines to stderr before serving. It always logs
 //! `test_server: started pid {pid}` to stderr.

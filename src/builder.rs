@@ -45,6 +45,7 @@ pub enum HealthCheck {
 #[derive(Debug, Clone)]
 pub(crate) struct PoolConfig {
     pub(crate) max_sessions: usize,
+    pub(crate) max_connecting: Option<std::num::NonZeroUsize>,
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) owner_runtime: OwnerRuntime,
@@ -60,6 +61,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_sessions: 256,
+            max_connecting: None,
             connect_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
             owner_runtime: OwnerRuntime::Dedicated,
@@ -99,6 +101,18 @@ impl Builder {
     /// Defaults to 256. Must be at least 1.
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.config.max_sessions = max;
+        self
+    }
+
+    /// At most this many sessions connect (spawn, connect, handshake) at
+    /// once, across the pool; further creations wait their turn, and the
+    /// wait counts against the connect timeout. Bounds the spawn storm of
+    /// many new conversations starting at once (a cold `npx` start is
+    /// heavy).
+    ///
+    /// Defaults to no bound.
+    pub fn max_connecting(mut self, max: std::num::NonZeroUsize) -> Self {
+        self.config.max_connecting = Some(max);
         self
     }
 

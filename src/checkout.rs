@@ -9,13 +9,13 @@ use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CloseReason, Error, HealthCheck, ServerConfig, Session, SessionPool,
+    CloseReason, Error, HealthCheck, SHARED_SCOPE, ScopePolicy, ServerConfig, Session, SessionPool,
     core::{Core, OwnerGuard, signal_all},
     key::{KeyView, SessionKey},
     owner::OwnerTask,
     registry::{OwnerLink, Pending, Ready, Registry},
     session::SessionInner,
-    slots::{Grant, Waiter},
+    slots::Waiter,
     stats::Stats,
 };
 
@@ -94,13 +94,12 @@ impl Drop for Queued<'_> {
         let evicted = {
             let mut reg = core.registry.lock();
             core.slots.remove(&self.waiter);
-            match self.waiter.take_grant() {
-                Some(grant) => {
-                    reg.return_grant(grant);
-                    reg.pump(&core.slots, core.config.max_sessions)
-                }
-                None => Vec::new(),
+            if let Some(grant) = self.waiter.take_grant() {
+                reg.return_grant(&self.waiter.key(), grant);
             }
+            // Whatever woke this caller, or was handed to it, goes on to
+            // the next one.
+            reg.pump(&core.slots, core.config.max_sessions)
         };
         signal_all(&evicted);
     }
@@ -116,11 +115,23 @@ impl SessionPool {
         queued: Option<&Queued<'a>>,
     ) -> Result<Step<'a>, Error> {
         let core = &*self.inner.core;
+        if let Some((field, transport)) = config.misuse {
+            return Err(Error::InvalidServerConfig {
+                server: Some(server.into()),
+                field: field.into(),
+                reason: format!("applies only to {transport} servers"),
+            });
+        }
+        // Every scope of a shared server uses its one session.
+        let scope = match config.policy.scope {
+            ScopePolicy::PerScope => scope,
+            ScopePolicy::Shared => SHARED_SCOPE,
+        };
         let view = (server, scope);
         let mut to_signal = Vec::new();
         let look = {
             let mut reg = core.registry.lock();
-            self.look(&mut reg, &view, queued, &mut to_signal)
+            self.look(&mut reg, &view, config, queued, &mut to_signal)
         };
         signal_all(&to_signal);
         let Create {
@@ -163,6 +174,7 @@ impl SessionPool {
         &'a self,
         reg: &mut Registry,
         k: &dyn KeyView,
+        config: &ServerConfig,
         queued: Option<&Queued<'a>>,
         to_signal: &mut Vec<OwnerLink>,
     ) -> Result<Look<'a>, Error> {
@@ -181,7 +193,7 @@ impl SessionPool {
             to_signal.extend(reg.pump(&core.slots, max));
         }
         if let Some(live) = reg.live.get(k) {
-            if live.is_usable() {
+            if live.session.fingerprint == config.fingerprint() && live.is_usable() {
                 let check = match core.config.health_check {
                     HealthCheck::PingIfIdleFor(idle) => {
                         live.session.busy() == 0 && live.session.last_used().elapsed() >= idle
@@ -202,8 +214,21 @@ impl SessionPool {
                     Step::Hit(session)
                 }));
             }
-            // Its transport is gone and its owner has not removed it yet.
-            to_signal.extend(reg.remove_live(k, CloseReason::Died));
+            if live.is_usable() {
+                // Made from another config: replaced once its leases are
+                // dropped, and the new one waits for that.
+                tracing::info!(
+                    server,
+                    scope,
+                    "server config changed; replacing the session"
+                );
+                if let Some(link) = reg.remove_live(k, CloseReason::ConfigChanged) {
+                    link.retire.cancel();
+                }
+            } else {
+                // Its transport is gone and its owner has not removed it yet.
+                to_signal.extend(reg.remove_live(k, CloseReason::Died));
+            }
         }
         if let Some((key, pending)) = reg.inflight.get_key_value(k) {
             let (key, ready, generation) =
@@ -234,20 +259,33 @@ impl SessionPool {
             }
         }
 
-        // A slot: one handed to this caller in the queue; a free one if
-        // nobody queues before it; else its turn in the queue, where the
-        // slot of an idle session may be handed to it at once.
-        let grant = match queued {
+        // A slot: one handed to this caller in the queue; a free (or
+        // evictable) one if nobody queues before it; else its turn in line.
+        let server_max = config.server_bound();
+        let mut after = reg.closing_of(k);
+        match queued {
             Some(queued) => match queued.waiter.take_grant() {
-                Some(grant) => Some(grant),
+                Some(grant) => {
+                    reg.unreserve(k);
+                    after.extend(grant.predecessor());
+                }
                 None => return Ok(Look::Done(Step::Wait(None))),
             },
-            None if !core.slots.waiting() && reg.has_free_slot(max) => None,
+            None if !core.slots.waiting()
+                && let Some((grant, evicted)) = reg.slot_for(server, server_max, max, &[]) =>
+            {
+                after.extend(grant.predecessor());
+                to_signal.extend(evicted);
+            }
             None => {
-                let waiter = core.slots.enqueue();
+                // Queued before the pump reads any busy count (see `enqueue`).
+                let waiter = core.slots.enqueue(server.into(), scope.into(), server_max);
                 to_signal.extend(reg.pump(&core.slots, max));
                 match waiter.take_grant() {
-                    Some(grant) => Some(grant),
+                    Some(grant) => {
+                        reg.unreserve(k);
+                        after.extend(grant.predecessor());
+                    }
                     None => {
                         return Ok(Look::Done(Step::Wait(Some(Queued {
                             core,
@@ -256,15 +294,6 @@ impl SessionPool {
                         }))));
                     }
                 }
-            }
-        };
-        // An earlier server of this key that is still closing, and the one
-        // evicted for this caller, must be gone before the new one starts.
-        let mut after = reg.closing_of(k);
-        if let Some(grant) = grant {
-            reg.reserved -= 1;
-            if let Grant::Evicted(done) = grant {
-                after.push(done);
             }
         }
 
@@ -292,6 +321,10 @@ impl SessionPool {
             },
         );
         let previous = reg.gone.peek(k).copied();
+        // Callers of this key in line join the creation.
+        if core.slots.waiting() {
+            to_signal.extend(reg.pump(&core.slots, max));
+        }
         Ok(Look::Create(Create {
             key,
             link,

@@ -95,12 +95,12 @@ impl SessionPool {
     /// matching sessions that were already closing (evicted, expired,
     /// replaced), which a close waits for too.
     fn take(&self, matches: impl Fn(&SessionKey) -> bool) -> (usize, Vec<CancellationToken>) {
-        let (links, mut done) = self.inner.core.registry.lock().take_matching(matches);
-        for link in &links {
+        let (links, already) = self.inner.core.registry.lock().take_matching(matches);
+        for link in links.iter().chain(&already) {
             link.signal();
         }
-        done.extend(links.iter().map(|l| l.done.clone()));
-        (links.len(), done)
+        let done = links.iter().chain(&already).map(|l| l.done.clone());
+        (links.len(), done.collect())
     }
 
     async fn close_matching(&self, matches: impl Fn(&SessionKey) -> bool) -> usize {

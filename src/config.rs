@@ -1,7 +1,16 @@
 //! How to reach one MCP server: a command to run over stdio, or a custom connector.
 
 use std::{
-    ffi::OsString, fmt, future::Future, io, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
+    ffi::OsString,
+    fmt,
+    future::Future,
+    hash::{Hash, Hasher},
+    io,
+    num::NonZeroUsize,
+    path::PathBuf,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,8 +41,67 @@ type ConnectFn = dyn Fn() -> ConnectFuture + Send + Sync;
 #[derive(Clone)]
 pub struct ServerConfig {
     pub(crate) transport: Transport,
-    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) policy: Policy,
+    /// The first setting made that does not apply to this transport.
+    pub(crate) misuse: Option<(&'static str, &'static str)>,
+    /// Of everything that reaches the server; computed once per config.
+    fingerprint: OnceLock<u64>,
 }
+
+/// How the pool treats a server's sessions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Policy {
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) protocol: Protocol,
+    pub(crate) scope: ScopePolicy,
+    pub(crate) max_sessions: Option<NonZeroUsize>,
+    pub(crate) warm_spares: usize,
+}
+
+/// Which MCP lifecycle the pool uses with a server.
+///
+/// MCP 2026-07-28 dropped the `initialize` handshake: a client asks
+/// `server/discover` and sends its version and capabilities with every
+/// request, and an HTTP server keeps no session for it. Servers built on
+/// older SDKs (the TypeScript SDK servers, for one) know only `initialize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// The `initialize` handshake (MCP 2025-11-25 and earlier).
+    Legacy,
+    /// `server/discover` and per-request metadata (MCP 2026-07-28). A
+    /// server that does not know it fails to connect.
+    Modern,
+    /// Probe with `server/discover` and fall back to `initialize` when the
+    /// server answers like an older one, or closes the connection on the
+    /// probe (a fresh connection then runs `initialize`). The answer is
+    /// remembered per server name until its config changes, so only a
+    /// server's first session probes. The probe runs inside the connect
+    /// timeout. The default: it reaches servers of either era, and a
+    /// modern one without the handshake's round trip after the first.
+    #[default]
+    Auto,
+}
+
+/// Whose session a server's session is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ScopePolicy {
+    /// A session per `(server, scope)`: the state of one conversation (an
+    /// open browser page, a login, a working directory) stays with it and
+    /// never leaks into another. For stateful servers. The default.
+    #[default]
+    PerScope,
+    /// One session per server, which every scope uses: for stateless
+    /// servers (time, search, git, a file server), so a thousand
+    /// conversations do not start a thousand processes. `close_scope` leaves
+    /// it alone; `close_server` and `close_all` close it.
+    Shared,
+}
+
+/// The scope under which a [`ScopePolicy::Shared`] server's one session is
+/// kept; [`Session::scope`](crate::Session::scope) reports it.
+pub const SHARED_SCOPE: &str = "(shared)";
 
 #[derive(Clone)]
 pub(crate) enum Transport {
@@ -69,6 +137,20 @@ pub const DEFAULT_ENV_VARS: &[&str] = &[
 ];
 
 impl ServerConfig {
+    /// Every setting at its default, on a transport to be replaced.
+    fn blank() -> Self {
+        Self {
+            transport: Transport::Http(Http {
+                url: String::new(),
+                headers: Vec::new(),
+                bearer: None,
+            }),
+            policy: Policy::default(),
+            misuse: None,
+            fingerprint: OnceLock::new(),
+        }
+    }
+
     /// A server run as a child process speaking MCP over its stdin and stdout.
     ///
     /// The child gets its own process group, which the pool kills when the
@@ -88,7 +170,7 @@ impl ServerConfig {
                 cwd: None,
                 inherit_env: false,
             }),
-            call_timeout: None,
+            ..Self::blank()
         }
     }
 
@@ -109,7 +191,7 @@ impl ServerConfig {
                 headers: Vec::new(),
                 bearer: None,
             }),
-            call_timeout: None,
+            ..Self::blank()
         }
     }
 
@@ -140,7 +222,7 @@ impl ServerConfig {
         });
         Self {
             transport: Transport::Connector(connect),
-            call_timeout: None,
+            ..Self::blank()
         }
     }
 
@@ -156,77 +238,181 @@ impl ServerConfig {
     /// `mcpServers` file: `"pool": {"callTimeoutMs": 30000}`.
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = Some(timeout);
+        self.policy.call_timeout = Some(timeout);
+        self.changed()
+    }
+
+    /// Which MCP lifecycle to use with this server; see [`Protocol`].
+    ///
+    /// Defaults to [`Protocol::Auto`]. In the `mcpServers` file:
+    /// `"pool": {"protocol": "legacy" | "modern" | "auto"}`.
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.policy.protocol = protocol;
+        self.changed()
+    }
+
+    /// Whether each scope gets its own session or all share one; see
+    /// [`ScopePolicy`].
+    ///
+    /// Defaults to [`ScopePolicy::PerScope`]. In the `mcpServers` file:
+    /// `"pool": {"scope": "perScope" | "shared"}`.
+    #[must_use]
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
+        self.policy.scope = policy;
+        self.changed()
+    }
+
+    /// A bound on this server's sessions (established, being created and
+    /// closing), under the pool-wide
+    /// [`Builder::max_sessions`](crate::Builder::max_sessions). At the
+    /// bound, the least recently used idle session of this server makes
+    /// room; if all are busy, the caller waits in line.
+    ///
+    /// Defaults to none. In the `mcpServers` file: `"pool": {"maxSessions": 4}`.
+    #[must_use]
+    pub fn max_sessions(mut self, max: NonZeroUsize) -> Self {
+        self.policy.max_sessions = Some(max);
+        self.changed()
+    }
+
+    /// The server's bound, if it has one.
+    pub(crate) fn server_bound(&self) -> Option<usize> {
+        self.policy.max_sessions.map(NonZeroUsize::get)
+    }
+
+    /// The fingerprint of everything that reaches the server and of how the
+    /// pool treats it: two configs with the same fingerprint make the same
+    /// sessions.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            let mut h = std::hash::DefaultHasher::new();
+            self.policy.hash(&mut h);
+            match &self.transport {
+                Transport::Stdio(s) => {
+                    0u8.hash(&mut h);
+                    (&s.program, &s.args, &s.env, &s.cwd, s.inherit_env).hash(&mut h);
+                }
+                Transport::Http(x) => {
+                    1u8.hash(&mut h);
+                    (&x.url, &x.headers, &x.bearer).hash(&mut h);
+                }
+                Transport::Connector(c) => {
+                    2u8.hash(&mut h);
+                    (Arc::as_ptr(c) as *const () as usize).hash(&mut h);
+                }
+            }
+            h.finish()
+        })
+    }
+
+    /// A setting changed: the fingerprint is stale.
+    fn changed(mut self) -> Self {
+        self.fingerprint = OnceLock::new();
+        self
+    }
+
+    /// Records a setting that does not apply to this transport; the config
+    /// is then refused when used.
+    fn misused(mut self, field: &'static str, applies_to: &'static str) -> Self {
+        self.misuse.get_or_insert((field, applies_to));
         self
     }
 
     /// Passes the host's whole environment to a stdio server, instead of only
     /// [`DEFAULT_ENV_VARS`]. Secrets in the host environment then reach the
-    /// server. No effect on other transports.
+    /// server. On another transport the config is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn inherit_env(mut self, inherit: bool) -> Self {
-        if let Transport::Stdio(s) = &mut self.transport {
-            s.inherit_env = inherit;
+        match &mut self.transport {
+            Transport::Stdio(s) => {
+                s.inherit_env = inherit;
+            }
+            _ => return self.misused("inheritEnv", "stdio"),
         }
-        self
+        self.changed()
     }
 
-    /// Adds a header to every request to an HTTP server. No effect on other
-    /// transports.
+    /// Adds a header to every request to an HTTP server. On another transport
+    /// the config is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Transport::Http(h) = &mut self.transport {
-            h.headers.push((name.into(), value.into()));
+        match &mut self.transport {
+            Transport::Http(h) => {
+                h.headers.push((name.into(), value.into()));
+            }
+            _ => return self.misused("headers", "HTTP"),
         }
-        self
+        self.changed()
     }
 
-    /// Sends `Authorization: Bearer <token>` to an HTTP server. No effect on
-    /// other transports.
+    /// Sends `Authorization: Bearer <token>` to an HTTP server. On another transport
+    /// the config is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
-        if let Transport::Http(h) = &mut self.transport {
-            h.bearer = Some(token.into());
+        match &mut self.transport {
+            Transport::Http(h) => {
+                h.bearer = Some(token.into());
+            }
+            _ => return self.misused("headers", "HTTP"),
         }
-        self
+        self.changed()
     }
 
-    /// Appends arguments for a stdio server. No effect on other transports.
+    /// Appends arguments for a stdio server. On another transport the config
+    /// is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn args<I, A>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = A>,
         A: Into<OsString>,
     {
-        if let Transport::Stdio(s) = &mut self.transport {
-            s.args.extend(args.into_iter().map(Into::into));
+        match &mut self.transport {
+            Transport::Stdio(s) => {
+                s.args.extend(args.into_iter().map(Into::into));
+            }
+            _ => return self.misused("args", "stdio"),
         }
-        self
+        self.changed()
     }
 
-    /// Sets an environment variable for a stdio server. No effect on other transports.
+    /// Sets an environment variable for a stdio server. On another transport
+    /// the config is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        if let Transport::Stdio(s) = &mut self.transport {
-            s.env.push((key.into(), value.into()));
+        match &mut self.transport {
+            Transport::Stdio(s) => {
+                s.env.push((key.into(), value.into()));
+            }
+            _ => return self.misused("env", "stdio"),
         }
-        self
+        self.changed()
     }
 
-    /// Sets the working directory of a stdio server. No effect on other transports.
+    /// Sets the working directory of a stdio server. On another transport the
+    /// config is refused when used
+    /// ([`Error::InvalidServerConfig`](crate::Error::InvalidServerConfig)).
     #[must_use]
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
-        if let Transport::Stdio(s) = &mut self.transport {
-            s.cwd = Some(dir.into());
+        match &mut self.transport {
+            Transport::Stdio(s) => {
+                s.cwd = Some(dir.into());
+            }
+            _ => return self.misused("cwd", "stdio"),
         }
-        self
+        self.changed()
     }
 }
 
 impl PartialEq for ServerConfig {
     /// Connectors are equal only to clones of themselves.
     fn eq(&self, other: &Self) -> bool {
-        if self.call_timeout != other.call_timeout {
+        if self.policy != other.policy || self.misuse != other.misuse {
             return false;
         }
         match (&self.transport, &other.transport) {
@@ -251,7 +437,7 @@ impl fmt::Debug for ServerConfig {
                     .field("env", &env)
                     .field("cwd", &s.cwd)
                     .field("inherit_env", &s.inherit_env)
-                    .field("call_timeout", &self.call_timeout)
+                    .field("policy", &self.policy)
                     .finish()
             }
             Transport::Http(h) => {
@@ -260,12 +446,12 @@ impl fmt::Debug for ServerConfig {
                     .field("url", &h.url)
                     .field("headers", &headers)
                     .field("bearer", &h.bearer.as_ref().map(|_| REDACTED))
-                    .field("call_timeout", &self.call_timeout)
+                    .field("policy", &self.policy)
                     .finish()
             }
             Transport::Connector(_) => f
                 .debug_struct("ServerConfig::Connector")
-                .field("call_timeout", &self.call_timeout)
+                .field("policy", &self.policy)
                 .finish_non_exhaustive(),
         }
     }

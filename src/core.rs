@@ -19,6 +19,7 @@ use crate::{
     CloseReason, Error,
     builder::PoolConfig,
     key::{KeyView, SessionKey},
+    lifecycle::Eras,
     registry::{Live, OwnerLink, Registry},
     session::SessionInner,
     slots::Slots,
@@ -34,6 +35,10 @@ pub(crate) struct Core {
     pub(crate) root: CancellationToken,
     pub(crate) owners: OwnerCount,
     pub(crate) stats: Stats,
+    /// What each server answered to the protocol probe.
+    pub(crate) eras: Eras,
+    /// Bounds creations running at once, if the pool has such a bound.
+    pub(crate) connecting: Option<Arc<tokio::sync::Semaphore>>,
     /// Origin of the sessions' last-use timestamps.
     pub(crate) epoch: Instant,
     next_generation: AtomicU64,
@@ -41,6 +46,9 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(config: PoolConfig) -> Self {
+        let connecting = config
+            .max_connecting
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
         let memory = NonZeroUsize::new(config.max_sessions.saturating_mul(4).max(1024))
             .unwrap_or(NonZeroUsize::MIN);
         Self {
@@ -50,6 +58,8 @@ impl Core {
             root: CancellationToken::new(),
             owners: OwnerCount::default(),
             stats: Stats::default(),
+            eras: Eras::default(),
+            connecting,
             epoch: Instant::now(),
             next_generation: AtomicU64::new(1),
         }
@@ -126,13 +136,15 @@ impl Core {
         Stats::bump(&self.stats.creation_failures);
         let evicted = {
             let mut reg = self.registry.lock();
-            // Only ever an in-flight slot, which records no close reason.
-            if reg.remove_generation(key, generation, CloseReason::Explicit)
+            // Closing until its process is gone: the slot frees when the
+            // owner is done, and a retry of the key waits for it.
+            if reg.retire_inflight(key, generation)
                 && !matches!(error, Error::ClosedWhileConnecting { .. })
             {
                 let (initial, max) = self.config.failure_backoff;
                 reg.record_failure(key, error.clone(), initial, max);
             }
+            // Its waiters may have queued callers of the same key behind them.
             reg.pump(&self.slots, self.config.max_sessions)
         };
         signal_all(&evicted);
@@ -253,6 +265,7 @@ impl Drop for OwnerGuard {
         let evicted = {
             let mut reg = self.core.registry.lock();
             reg.closing.remove(&self.link.generation);
+            reg.orphans.retain(|g| *g != self.link.generation);
             reg.pump(&self.core.slots, self.core.config.max_sessions)
         };
         signal_all(&evicted);

@@ -41,10 +41,13 @@ pub enum Error {
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
 
-    /// Spawn, connect and `initialize` together took longer than the pool's
-    /// connect timeout. The server was killed.
+    /// Spawn, connect and the MCP handshake together (and the wait for one
+    /// of the pool's [`max_connecting`](crate::Builder::max_connecting)
+    /// slots) took longer than the pool's connect timeout. The server was
+    /// killed.
     #[error(
-        "MCP server `{server}` for scope `{scope}` did not finish initializing within {timeout:?}"
+        "MCP server `{server}` for scope `{scope}` did not finish connecting within {timeout:?}{}",
+        queued.map(|q| format!(" ({q:?} of it waiting for one of the pool's max_connecting slots)")).unwrap_or_default()
     )]
     ConnectTimeout {
         /// Server name of the session's key.
@@ -53,6 +56,9 @@ pub enum Error {
         scope: Arc<str>,
         /// The connect timeout that elapsed.
         timeout: Duration,
+        /// With a `max_connecting` bound: how long the creation waited for
+        /// a slot to connect in.
+        queued: Option<Duration>,
     },
 
     /// The session was closed (by a `close_*` call or by dropping the pool)

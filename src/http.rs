@@ -1,7 +1,6 @@
 //! The streamable HTTP transport, behind the `http` feature.
 
-use rmcp::model::ClientConfig;
-use tokio_util::sync::CancellationToken;
+use rmcp::{model::ClientConfig, service::ClientLifecycleMode};
 
 #[cfg(feature = "http")]
 use rmcp::transport::streamable_http_client::StreamableHttpError;
@@ -19,11 +18,11 @@ use crate::{
 pub(crate) fn connect(
     config: Http,
     info: ClientConfig,
-    ct: CancellationToken,
+    mode: ClientLifecycleMode,
     lost: Arc<Lost>,
 ) -> Handshake {
     use rmcp::{
-        ServiceExt,
+        service::ClientServiceExt,
         transport::{
             StreamableHttpClientTransport,
             streamable_http_client::StreamableHttpClientTransportConfig,
@@ -50,7 +49,7 @@ pub(crate) fn connect(
             inner: StreamableHttpClientTransport::from_config(transport_config),
             expired: lost,
         };
-        info.serve_with_ct(transport, ct)
+        info.serve_with_lifecycle(transport, mode)
             .await
             .map_err(|e| match e {
                 rmcp::service::ClientInitializeError::TransportError { error, context } => {
@@ -190,7 +189,7 @@ where
 pub(crate) fn connect(
     config: Http,
     _info: ClientConfig,
-    _ct: CancellationToken,
+    _mode: ClientLifecycleMode,
     _lost: Arc<Lost>,
 ) -> Handshake {
     let message = format!(

@@ -16,6 +16,7 @@ mod core;
 mod error;
 mod http;
 mod key;
+mod lifecycle;
 mod owner;
 mod pool;
 mod proc;
@@ -30,7 +31,7 @@ mod slots;
 mod stats;
 
 pub use builder::{Builder, HealthCheck, OwnerRuntime};
-pub use config::{DEFAULT_ENV_VARS, Duplex, ServerConfig};
+pub use config::{DEFAULT_ENV_VARS, Duplex, Protocol, SHARED_SCOPE, ScopePolicy, ServerConfig};
 pub use error::Error;
 pub use pool::SessionPool;
 pub use reason::CloseReason;

@@ -5,9 +5,11 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::{FutureExt, future::FusedFuture};
 use rmcp::{
-    RoleClient, ServiceExt,
+    RoleClient,
     model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion},
-    service::RunningService,
+    service::{
+        ClientLifecycleMode, ClientServiceExt, RunningService, RunningServiceCancellationToken,
+    },
 };
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +87,7 @@ impl OwnerTask {
 
         let started = Instant::now();
         let connected = connect(&guard, &config).await;
-        let call_timeout = config.call_timeout;
+        let made_from = (config.policy.call_timeout, config.fingerprint());
         // Not needed any more; a connector may hold things (even a pool
         // handle) that must not live as long as the session.
         drop(config);
@@ -111,7 +113,7 @@ impl OwnerTask {
             client.peer().clone(),
             &guard.key,
             guard.link.clone(),
-            call_timeout,
+            made_from,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
             core.epoch,
@@ -153,6 +155,8 @@ impl OwnerTask {
                 _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
                 _ = guard.link.lost.tripped() => break died(&guard, "transport lost the session"),
                 _ = session.released.notified(), if busy => {}
+                // Taken out already: end once its last caller lets go.
+                _ = guard.link.retire.cancelled(), if !busy => break CloseReason::ConfigChanged,
                 _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
                     let now = Instant::now();
                     let expired = if life_at.is_some_and(|t| t <= now) {
@@ -171,8 +175,10 @@ impl OwnerTask {
             }
         };
         drop(session);
-        // Recorded before requests in flight are ended, so they name it.
+        // Recorded before requests in flight are ended, so they name it;
+        // whoever decided first (a close racing a death) gives the reason.
         guard.link.reason.set(reason);
+        let reason = guard.link.reason.get().unwrap_or(reason);
         guard.link.ended.cancel();
         core.stats.closed(reason);
         guard.established = false;
@@ -200,52 +206,124 @@ async fn exited(process: Option<&mut ServerProcess>) {
 }
 
 /// Spawns the transport and runs the MCP handshake, within the connect
-/// timeout, unless the session is closed first. On failure the process, if
-/// one was started, comes back to be killed.
+/// timeout, unless the session is closed first. The connect timeout also
+/// bounds the wait for one of the pool's `max_connecting` slots, and a
+/// second try on a fresh connection when a server hung up on the protocol
+/// probe. On failure the process, if one was started, comes back to be
+/// killed.
 async fn connect(
     guard: &OwnerGuard,
     config: &ServerConfig,
-) -> Result<(Client, Option<ServerProcess>, CancellationToken), (Error, Option<ServerProcess>)> {
+) -> Result<
+    (
+        Client,
+        Option<ServerProcess>,
+        RunningServiceCancellationToken,
+    ),
+    (Error, Option<ServerProcess>),
+> {
     let (server, scope) = (guard.key.server.clone(), guard.key.scope.clone());
     let close = &guard.link.close;
-    let connect_timeout = guard.core.config.connect_timeout;
+    let core = &guard.core;
+    let connect_timeout = core.config.connect_timeout;
+    let started = Instant::now();
+    let deadline = started + connect_timeout;
+    let timed_out = |queued| Error::ConnectTimeout {
+        server: server.clone(),
+        scope: scope.clone(),
+        timeout: connect_timeout,
+        queued,
+    };
+    let closed = || Error::ClosedWhileConnecting {
+        server: server.clone(),
+        scope: scope.clone(),
+    };
     if close.is_cancelled() {
-        return Err((Error::ClosedWhileConnecting { server, scope }, None));
+        return Err((closed(), None));
     }
-    let deadline = Instant::now() + connect_timeout;
-    // A child token: rmcp cancels it when the service is dropped, and a
-    // close of the session (or of the whole pool) cancels it too.
-    let service_ct = close.child_token();
-    let (process, handshake) = match start(config, service_ct.clone(), guard.link.lost.clone()) {
-        Ok(started) => started,
-        Err(source) => {
-            let source = Arc::new(source);
-            return Err((
-                Error::Spawn {
-                    server,
-                    scope,
-                    source,
-                },
-                None,
-            ));
-        }
-    };
-    tracing::debug!(pid = ?process.as_ref().and_then(ServerProcess::pid), "server started");
-    let result = tokio::select! {
-        biased;
-        _ = close.cancelled() => Err(Error::ClosedWhileConnecting { server, scope }),
-        r = timeout_at(deadline, handshake) => match r {
-            Ok(Ok(client)) => Ok(client),
-            // A close that lands while the handshake is polled cancels it
-            // from inside (its token is a child of the close signal).
-            Ok(Err(_)) if close.is_cancelled() => Err(Error::ClosedWhileConnecting { server, scope }),
-            Ok(Err(source)) => Err(Error::Connect { server, scope, source }),
-            Err(_) => Err(Error::ConnectTimeout { server, scope, timeout: connect_timeout }),
+    // Held until the handshake is over, so at most `max_connecting` servers
+    // start at once.
+    let _permit = match &core.connecting {
+        Some(connecting) => tokio::select! {
+            biased;
+            _ = close.cancelled() => return Err((closed(), None)),
+            permit = timeout_at(deadline, connecting.acquire()) => match permit {
+                Ok(Ok(permit)) => Some(permit),
+                // The semaphore is never closed.
+                Ok(Err(_)) => None,
+                Err(_) => return Err((timed_out(Some(started.elapsed())), None)),
+            },
         },
+        None => None,
     };
-    match result {
-        Ok(client) => Ok((client, process, service_ct)),
-        Err(err) => Err((err, process)),
+    let queued = core.connecting.as_ref().map(|_| started.elapsed());
+    let mut attempts = core.eras.attempts(&server, config).into_iter().peekable();
+    loop {
+        let mode = attempts.next().expect("at least one attempt");
+        let (mut process, handshake) = match start(config, mode, guard.link.lost.clone()) {
+            Ok(started) => started,
+            Err(source) => {
+                let source = Arc::new(source);
+                let (server, scope) = (server.clone(), scope.clone());
+                return Err((
+                    Error::Spawn {
+                        server,
+                        scope,
+                        source,
+                    },
+                    None,
+                ));
+            }
+        };
+        tracing::debug!(pid = ?process.as_ref().and_then(ServerProcess::pid), "server started");
+        let result = tokio::select! {
+            biased;
+            _ = close.cancelled() => Err(closed()),
+            r = timeout_at(deadline, handshake) => match r {
+                Ok(Ok(client)) => Ok(client),
+                Ok(Err(_)) if close.is_cancelled() => Err(closed()),
+                Ok(Err(source)) if attempts.peek().is_some() && hung_up_on_probe(&*source) => {
+                    tracing::info!(error = %source, "protocol probe failed; trying `initialize` on a new connection");
+                    if let Some(p) = process.as_mut() {
+                        p.note_descendants();
+                        p.kill().await;
+                    }
+                    continue;
+                }
+                Ok(Err(source)) => Err(Error::Connect {
+                    server: server.clone(),
+                    scope: scope.clone(),
+                    source,
+                }),
+                Err(_) => Err(timed_out(queued)),
+            },
+        };
+        return match result {
+            Ok(client) => {
+                if let Some(info) = client.peer_info() {
+                    core.eras.learn(&server, config, &info.protocol_version);
+                }
+                let service_ct = client.cancellation_token();
+                Ok((client, process, service_ct))
+            }
+            Err(err) => {
+                if matches!(err, Error::Connect { .. } | Error::ConnectTimeout { .. }) {
+                    core.eras.forget(&server);
+                }
+                Err((err, process))
+            }
+        };
+    }
+}
+
+/// Whether a handshake failed because the server closed the connection on
+/// the `server/discover` probe, as some servers of the `initialize` era do.
+fn hung_up_on_probe(error: &(dyn std::error::Error + 'static)) -> bool {
+    use rmcp::service::ClientInitializeError as E;
+    match error.downcast_ref::<E>() {
+        Some(E::ConnectionClosed(context)) => context.contains("discover"),
+        Some(E::TransportError { context, .. }) => context.contains("discover"),
+        _ => false,
     }
 }
 
@@ -253,26 +331,29 @@ async fn connect(
 /// the process whatever happens next) and returns the handshake to await.
 fn start(
     config: &ServerConfig,
-    ct: CancellationToken,
+    mode: ClientLifecycleMode,
     lost: Arc<crate::registry::Lost>,
 ) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
     let info = client_config();
     Ok(match &config.transport {
         Transport::Stdio(stdio) => {
             let (process, stdout, stdin) = ServerProcess::spawn(stdio)?;
-            let handshake =
-                async move { info.serve_with_ct((stdout, stdin), ct).await.map_err(boxed) };
+            let handshake = async move {
+                info.serve_with_lifecycle((stdout, stdin), mode)
+                    .await
+                    .map_err(boxed)
+            };
             (Some(process), Box::pin(handshake))
         }
         Transport::Connector(connect) => {
             let connect = connect.clone();
             let handshake = async move {
                 let stream = connect().await.map_err(boxed)?;
-                info.serve_with_ct(stream, ct).await.map_err(boxed)
+                info.serve_with_lifecycle(stream, mode).await.map_err(boxed)
             };
             (None, Box::pin(handshake))
         }
-        Transport::Http(http) => (None, crate::http::connect(http.clone(), info, ct, lost)),
+        Transport::Http(http) => (None, crate::http::connect(http.clone(), info, mode, lost)),
     })
 }
 
@@ -287,6 +368,7 @@ fn client_config() -> ClientConfig {
         ClientCapabilities::default(),
         Implementation::new("mcp-session-pool", env!("CARGO_PKG_VERSION")),
     )
+    // What `initialize` asks for; `server/discover` asks for 2026-07-28.
     .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
 }
 
@@ -295,7 +377,7 @@ fn client_config() -> ClientConfig {
 async fn teardown(
     guard: &OwnerGuard,
     waiting: &mut (impl FusedFuture + Unpin),
-    service_ct: CancellationToken,
+    service_ct: RunningServiceCancellationToken,
     process: Option<&mut ServerProcess>,
 ) -> Duration {
     let core = &guard.core;

@@ -137,7 +137,10 @@ impl ServerProcess {
     /// `SIGKILL` to the whole group, then reap the server.
     pub(crate) async fn kill(&mut self) {
         self.signal_group(Signal::SIGKILL);
-        if !self.wait_for(REAP_AFTER_KILL).await {
+        if self.wait_for(REAP_AFTER_KILL).await {
+            // Reaped: nothing left for `Drop` to do.
+            self.child = None;
+        } else {
             tracing::warn!(pid = ?self.pid(), "server process did not exit after SIGKILL");
         }
         // The leader is reaped; kill whatever it started since, and the

@@ -25,6 +25,9 @@ pub enum CloseReason {
     /// [`OwnerRuntime::Caller`](crate::OwnerRuntime::Caller) or
     /// [`OwnerRuntime::Handle`](crate::OwnerRuntime::Handle)).
     RuntimeGone,
+    /// The key was asked for with a different server config; the session
+    /// was replaced once the calls in progress on it were done.
+    ConfigChanged,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -38,12 +41,13 @@ impl std::fmt::Display for CloseReason {
             CloseReason::HealthCheck => "the server failed a health check",
             CloseReason::PoolDropped => "the pool was dropped",
             CloseReason::RuntimeGone => "the runtime hosting it shut down",
+            CloseReason::ConfigChanged => "replaced because its server config changed",
         })
     }
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 8] = [
+    pub(crate) const ALL: [CloseReason; 9] = [
         CloseReason::Explicit,
         CloseReason::Evicted,
         CloseReason::IdleTimeout,
@@ -52,6 +56,7 @@ impl CloseReason {
         CloseReason::HealthCheck,
         CloseReason::PoolDropped,
         CloseReason::RuntimeGone,
+        CloseReason::ConfigChanged,
     ];
 
     pub(crate) fn index(self) -> usize {

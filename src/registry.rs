@@ -14,7 +14,7 @@ use crate::{
     key::{KeyView, SessionKey},
     reason::ReasonCell,
     session::SessionInner,
-    slots::{Grant, Slots},
+    slots::{Grant, Serve, Slots},
 };
 
 /// The result of one creation, shared by every caller waiting for it.
@@ -26,6 +26,9 @@ pub(crate) type Ready = Shared<BoxFuture<'static, Result<Arc<SessionInner>, Erro
 pub(crate) struct OwnerLink {
     pub(crate) generation: u64,
     pub(crate) close: CancellationToken,
+    /// Tells the owner to close once nobody uses the session any more (its
+    /// config changed: current callers finish their work first).
+    pub(crate) retire: CancellationToken,
     /// Cancelled by the owner once the session serves no more requests,
     /// after `reason` is recorded: requests in flight fail at once with it.
     pub(crate) ended: CancellationToken,
@@ -66,6 +69,7 @@ impl OwnerLink {
         Self {
             generation,
             close,
+            retire: CancellationToken::new(),
             ended: CancellationToken::new(),
             done: CancellationToken::new(),
             reason: Default::default(),
@@ -121,9 +125,13 @@ pub(crate) struct Registry {
     /// Sessions taken out whose owners are still tearing them down, by
     /// generation: they still hold a server process, so they count toward
     /// the bound, and a new session for the same key waits for them.
-    pub(crate) closing: HashMap<u64, (SessionKey, CancellationToken)>,
-    /// Slots handed to waiting callers that have not used them yet.
-    pub(crate) reserved: usize,
+    pub(crate) closing: HashMap<u64, (SessionKey, OwnerLink)>,
+    /// Slots handed to waiting callers that have not used them yet, by the
+    /// server each is for.
+    pub(crate) reserved: Vec<SessionKey>,
+    /// Sessions evicted for callers that then did not use the slot: their
+    /// slots go to the next caller, once they are gone.
+    pub(crate) orphans: Vec<u64>,
     pub(crate) closed: bool,
 }
 
@@ -135,7 +143,8 @@ impl Registry {
             backoff: HashMap::new(),
             gone: LruCache::new(memory),
             closing: HashMap::new(),
-            reserved: 0,
+            reserved: Vec::new(),
+            orphans: Vec::new(),
             closed: false,
         }
     }
@@ -145,46 +154,136 @@ impl Registry {
         self.live.len() + self.inflight.len() + self.closing.len()
     }
 
-    /// Whether a caller may take a slot without evicting anything.
-    pub(crate) fn has_free_slot(&self, max: usize) -> bool {
-        self.len() + self.reserved < max
+    /// Sessions of `server` that hold (or may hold) a process, and slots
+    /// reserved for it. A scan: only for servers with a bound of their own,
+    /// and only when a session is to be created.
+    fn server_len(&self, server: &str) -> usize {
+        self.live
+            .iter()
+            .filter(|(k, _)| &*k.server == server)
+            .count()
+            + self
+                .inflight
+                .keys()
+                .filter(|k| &*k.server == server)
+                .count()
+            + self
+                .closing
+                .values()
+                .filter(|(k, _)| &*k.server == server)
+                .count()
+            + self
+                .reserved
+                .iter()
+                .filter(|k| &*k.server == server)
+                .count()
     }
 
-    /// Hands slots to queued callers, first come, first served: a free slot
-    /// while there is one, else the slot of the least recently used idle
-    /// session, which is evicted. Returns the evicted sessions' owners, to
+    /// A slot for a new session of `server`, under the pool's bound `max`
+    /// and the server's own `server_max`: a free one; else that of a
+    /// session already evicted for a caller that did not use it; else the
+    /// slot of the least recently used idle session that makes room (of
+    /// this server, if the server is at its own bound; never one a caller
+    /// in line waits for), which is taken out and returned to be signalled
+    /// after unlocking. `None` if every slot is busy.
+    pub(crate) fn slot_for(
+        &mut self,
+        server: &str,
+        server_max: Option<usize>,
+        max: usize,
+        wanted: &[(Arc<str>, Arc<str>)],
+    ) -> Option<(Grant, Option<OwnerLink>)> {
+        let pool_free = self.len() + self.reserved.len() < max;
+        let server_free = server_max.is_none_or(|m| self.server_len(server) < m);
+        if pool_free && server_free {
+            return Some((Grant::Free, None));
+        }
+        let orphan = self.orphans.iter().copied().find(|g| {
+            server_free
+                || self
+                    .closing
+                    .get(g)
+                    .is_some_and(|(k, _)| &*k.server == server)
+        });
+        if let Some(generation) = orphan
+            && let Some((_, link)) = self.closing.get(&generation)
+        {
+            let done = link.done.clone();
+            self.orphans.retain(|g| *g != generation);
+            return Some((Grant::Evicted(generation, done), None));
+        }
+        let unwanted = |k: &SessionKey| {
+            !wanted
+                .iter()
+                .any(|(s, c)| **s == *k.server && **c == *k.scope)
+        };
+        let (key, link) = if server_free {
+            self.evict_idle_where(unwanted)
+        } else {
+            self.evict_idle_where(|k| &*k.server == server && unwanted(k))
+        }?;
+        tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session to make room");
+        Some((
+            Grant::Evicted(link.generation, link.done.clone()),
+            Some(link),
+        ))
+    }
+
+    /// Hands slots to queued callers in order: each to the first caller that
+    /// a slot can be found for (a caller blocked only by its server's bound
+    /// lets the ones behind it through), and wakes callers whose key has a
+    /// session now. Returns the owners of sessions evicted to make room, to
     /// be signalled after unlocking.
     pub(crate) fn pump(&mut self, slots: &Slots, max: usize) -> Vec<OwnerLink> {
         let mut evicted = Vec::new();
         while slots.waiting() {
-            let grant = if self.has_free_slot(max) {
-                Grant::Free
-            } else if let Some((key, link)) = self.evict_idle() {
-                tracing::debug!(server = %key.server, scope = %key.scope, "evicting the least recently used idle session for a waiting caller");
-                let done = link.done.clone();
-                evicted.push(link);
-                Grant::Evicted(done)
-            } else {
+            let wanted = slots.wanted();
+            let granted = slots.serve_first(|server, scope, server_max| {
+                let k: &dyn KeyView = &(server, scope);
+                if self.live.contains(k) || self.inflight.contains_key(k) {
+                    return Serve::Wake;
+                }
+                // Another caller of this key holds a slot for it: this one
+                // joins that creation once it starts.
+                if self.reserved.iter().any(|r| r.parts() == (server, scope)) {
+                    return Serve::Pass;
+                }
+                let Some((grant, link)) = self.slot_for(server, server_max, max, &wanted) else {
+                    return Serve::Pass;
+                };
+                evicted.extend(link);
+                // Held for the caller until it uses or returns it: a slot
+                // freed when the evicted server ends is already this caller's.
+                self.reserved.push(SessionKey::new(server, scope));
+                Serve::Grant(grant)
+            });
+            if !granted {
                 break;
-            };
-            // Held for the caller until it uses or returns it: a slot freed
-            // when the evicted server ends is already this caller's.
-            self.reserved += 1;
-            if slots.grant_head(grant).is_err() {
-                self.reserved -= 1;
             }
         }
         evicted
     }
 
-    /// Takes a grant a caller did not use back.
-    pub(crate) fn return_grant(&mut self, _grant: Grant) {
-        self.reserved -= 1;
+    /// A caller hands back a slot it did not use: a session evicted for it
+    /// stays evicted, and its slot goes to the next caller that needs one.
+    pub(crate) fn return_grant(&mut self, k: &dyn KeyView, grant: Grant) {
+        self.unreserve(k);
+        if let Grant::Evicted(generation, _) = grant
+            && self.closing.contains_key(&generation)
+        {
+            self.orphans.push(generation);
+        }
+    }
+
+    /// Takes a slot reserved for `k` back: used, or returned unused.
+    pub(crate) fn unreserve(&mut self, k: &dyn KeyView) {
+        if let Some(i) = self.reserved.iter().position(|r| r.parts() == k.parts()) {
+            self.reserved.swap_remove(i);
+        }
     }
 
     fn retire(&mut self, key: SessionKey, link: &OwnerLink) {
-        self.closing
-            .insert(link.generation, (key, link.done.clone()));
+        self.closing.insert(link.generation, (key, link.clone()));
     }
 
     /// The done signals of `key`'s sessions still being torn down.
@@ -193,7 +292,7 @@ impl Registry {
         self.closing
             .values()
             .filter(|(key, _)| key.parts() == parts)
-            .map(|(_, done)| done.clone())
+            .map(|(_, link)| link.done.clone())
             .collect()
     }
 
@@ -255,13 +354,34 @@ impl Registry {
         false
     }
 
-    /// The least recently used session that nobody is using, taken out.
-    pub(crate) fn evict_idle(&mut self) -> Option<(SessionKey, OwnerLink)> {
+    /// Moves `key`'s creation, if it still is `generation`, to the closing
+    /// sessions: its process still counts until its owner is done.
+    pub(crate) fn retire_inflight(&mut self, key: &SessionKey, generation: u64) -> bool {
+        let k: &dyn KeyView = key;
+        if self
+            .inflight
+            .get(k)
+            .is_none_or(|p| p.link.generation != generation)
+        {
+            return false;
+        }
+        if let Some((key, pending)) = self.inflight.remove_entry(k) {
+            self.retire(key, &pending.link);
+        }
+        true
+    }
+
+    /// The least recently used matching session that nobody is using,
+    /// taken out.
+    fn evict_idle_where(
+        &mut self,
+        matches: impl Fn(&SessionKey) -> bool,
+    ) -> Option<(SessionKey, OwnerLink)> {
         let key = self
             .live
             .iter()
             .rev()
-            .find(|(_, l)| l.session.busy() == 0)
+            .find(|(k, l)| l.session.busy() == 0 && matches(k))
             .map(|(k, _)| k.clone())?;
         let link = self.remove_live(&key as &dyn KeyView, CloseReason::Evicted)?;
         Some((key, link))
@@ -269,16 +389,17 @@ impl Registry {
 
     /// Takes every live and in-flight session whose key matches out of the
     /// registry and returns their owners, to be signalled after unlocking,
-    /// and the done signals of matching sessions already closing.
+    /// and the owners of matching sessions already closing (a session
+    /// waiting for its last caller to let go is told to close now).
     pub(crate) fn take_matching(
         &mut self,
         matches: impl Fn(&SessionKey) -> bool,
-    ) -> (Vec<OwnerLink>, Vec<CancellationToken>) {
-        let already: Vec<CancellationToken> = self
+    ) -> (Vec<OwnerLink>, Vec<OwnerLink>) {
+        let already: Vec<OwnerLink> = self
             .closing
             .values()
             .filter(|(key, _)| matches(key))
-            .map(|(_, done)| done.clone())
+            .map(|(_, link)| link.clone())
             .collect();
         let keys: Vec<SessionKey> = self
             .live

@@ -93,7 +93,8 @@ impl Servers {
                     ));
                 }
             };
-            if let (Some(timeout), Value::Object(entry)) = (config.call_timeout, &mut entry) {
+            if let (Some(timeout), Value::Object(entry)) = (config.policy.call_timeout, &mut entry)
+            {
                 let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
                 entry.insert("pool".into(), json!({ "callTimeoutMs": ms }));
             }

@@ -27,6 +27,8 @@ pub(crate) struct SessionInner {
     pub(crate) link: OwnerLink,
     /// Deadline of each request made through the session.
     pub(crate) call_timeout: Option<std::time::Duration>,
+    /// Of the config the session was made from.
+    pub(crate) fingerprint: u64,
     previous: Option<CloseReason>,
     /// Whether a handle has reported `previous` yet: it is told once.
     told: AtomicBool,
@@ -49,7 +51,7 @@ impl SessionInner {
         peer: Peer<RoleClient>,
         key: &SessionKey,
         link: OwnerLink,
-        call_timeout: Option<std::time::Duration>,
+        (call_timeout, fingerprint): (Option<std::time::Duration>, u64),
         previous: Option<CloseReason>,
         pid: Option<u32>,
         epoch: Instant,
@@ -63,6 +65,7 @@ impl SessionInner {
             generation: link.generation,
             link,
             call_timeout,
+            fingerprint,
             previous,
             told: AtomicBool::new(false),
             pid,
@@ -215,6 +218,16 @@ impl Session {
     /// [`get_session`]: crate::SessionPool::get_session
     pub fn replaced(&self) -> Option<CloseReason> {
         self.replaced
+    }
+
+    /// The MCP protocol version this session negotiated: `2026-07-28` with
+    /// a server reached through `server/discover`, an earlier one through
+    /// `initialize` (see [`Protocol`](crate::Protocol)).
+    pub fn protocol_version(&self) -> Option<rmcp::model::ProtocolVersion> {
+        self.inner()
+            .peer
+            .peer_info()
+            .map(|info| info.protocol_version.clone())
     }
 
     /// The process id of a stdio server (which is also its process group);

@@ -22,11 +22,21 @@ use tokio_util::sync::CancellationToken;
 /// A slot handed to a waiting caller.
 #[derive(Debug)]
 pub(crate) enum Grant {
-    /// A free slot, held for the caller (counted as reserved).
+    /// A free slot.
     Free,
-    /// The slot of a session evicted for the caller; its server is gone
-    /// once this is cancelled.
-    Evicted(CancellationToken),
+    /// The slot of a session evicted for the caller (by generation); its
+    /// server is gone once the token is cancelled.
+    Evicted(u64, CancellationToken),
+}
+
+/// What the pump does for one caller in line.
+pub(crate) enum Serve {
+    /// Hand it this slot.
+    Grant(Grant),
+    /// Its key has a session now (or one being made): wake it to take that.
+    Wake,
+    /// Nothing for it yet.
+    Pass,
 }
 
 /// The queue of callers waiting for a slot.
@@ -37,8 +47,12 @@ pub(crate) struct Slots {
     waiting: AtomicUsize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Waiter {
+    /// The key the caller wants a session of, and its server's own bound.
+    server: Arc<str>,
+    scope: Arc<str>,
+    server_max: Option<usize>,
     notify: Notify,
     grant: Mutex<Option<Grant>>,
 }
@@ -73,8 +87,19 @@ impl Slots {
     /// Queues a caller. Call under the registry lock, *before* reading any
     /// session's busy count: a release after that read then sees the
     /// waiter and wakes the head.
-    pub(crate) fn enqueue(&self) -> Arc<Waiter> {
-        let waiter = Arc::new(Waiter::default());
+    pub(crate) fn enqueue(
+        &self,
+        server: Arc<str>,
+        scope: Arc<str>,
+        server_max: Option<usize>,
+    ) -> Arc<Waiter> {
+        let waiter = Arc::new(Waiter {
+            server,
+            scope,
+            server_max,
+            notify: Notify::new(),
+            grant: Mutex::new(None),
+        });
         let mut queue = self.queue.lock();
         queue.push_back(waiter.clone());
         self.waiting.store(queue.len(), Ordering::SeqCst);
@@ -91,22 +116,60 @@ impl Slots {
         }
     }
 
-    /// Hands `grant` to the caller at the head and wakes it; gives the grant
-    /// back if nobody waits. Call under the registry lock.
-    pub(crate) fn grant_head(&self, grant: Grant) -> Result<(), Grant> {
+    /// The keys callers in line wait for: their idle sessions are theirs to
+    /// take, not to be evicted for others.
+    pub(crate) fn wanted(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let queue = self.queue.lock();
+        queue
+            .iter()
+            .map(|w| (w.server.clone(), w.scope.clone()))
+            .collect()
+    }
+
+    /// Goes down the line in order and asks `serve` about each caller
+    /// (given its key and its server's bound): wakes those told to look
+    /// again, and hands the first slot found to its caller. Returns whether
+    /// a slot was handed over. Call under the registry lock.
+    pub(crate) fn serve_first(
+        &self,
+        mut serve: impl FnMut(&str, &str, Option<usize>) -> Serve,
+    ) -> bool {
         let mut queue = self.queue.lock();
-        let Some(head) = queue.pop_front() else {
-            return Err(grant);
-        };
-        self.waiting.store(queue.len(), Ordering::SeqCst);
-        drop(queue);
-        *head.grant.lock() = Some(grant);
-        head.notify.notify_one();
-        Ok(())
+        for i in 0..queue.len() {
+            let waiter = &queue[i];
+            match serve(&waiter.server, &waiter.scope, waiter.server_max) {
+                Serve::Pass => {}
+                Serve::Wake => waiter.notify.notify_one(),
+                Serve::Grant(grant) => {
+                    let waiter = queue.remove(i).expect("index in range");
+                    self.waiting.store(queue.len(), Ordering::SeqCst);
+                    drop(queue);
+                    *waiter.grant.lock() = Some(grant);
+                    waiter.notify.notify_one();
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl Grant {
+    /// The done signal of the session evicted for this slot, if one was.
+    pub(crate) fn predecessor(self) -> Option<CancellationToken> {
+        match self {
+            Grant::Free => None,
+            Grant::Evicted(_, done) => Some(done),
+        }
     }
 }
 
 impl Waiter {
+    /// The key this caller wants a session of.
+    pub(crate) fn key(&self) -> (&str, &str) {
+        (&self.server, &self.scope)
+    }
+
     /// The slot handed to this caller, if one was.
     pub(crate) fn take_grant(&self) -> Option<Grant> {
         self.grant.lock().take()

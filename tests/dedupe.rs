@@ -85,7 +85,10 @@ async fn dropped_only_caller_leaves_a_stdio_session_for_the_next_call() {
 #[tokio::test]
 async fn creation_error_is_shared_by_every_waiter_and_then_forgotten() {
     let servers = Servers::new("shared_error");
-    let cfg = servers.config(&["--exit-before-initialize"]);
+    // `Legacy`: `Auto` tries a server that hangs up on its probe twice.
+    let cfg = servers
+        .config(&["--exit-before-initialize"])
+        .protocol(mcp_session_pool::Protocol::Legacy);
     let pool = mcp_session_pool::SessionPool::builder()
         .failure_backoff(Duration::ZERO, Duration::ZERO)
         .build()

@@ -6,12 +6,13 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::{http_server::HttpServer, increment};
-use mcp_session_pool::{CloseReason, ServerConfig, SessionPool};
+use mcp_session_pool::{CloseReason, Protocol, ServerConfig, SessionPool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sessions_keep_state_per_key_and_close_with_delete() {
     let server = HttpServer::start().await;
-    let cfg = ServerConfig::http(&server.url);
+    // An HTTP session (`Mcp-Session-Id`) is of the `initialize` era.
+    let cfg = ServerConfig::http(&server.url).protocol(Protocol::Legacy);
     let pool = SessionPool::new();
     let a = pool.get_session("web", "a", &cfg).await.unwrap();
     assert_eq!(increment(&a).await, 1);
@@ -54,7 +55,7 @@ async fn headers_and_bearer_token_reach_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgotten_http_session_becomes_a_new_generation() {
     let server = HttpServer::start().await;
-    let cfg = ServerConfig::http(&server.url);
+    let cfg = ServerConfig::http(&server.url).protocol(Protocol::Legacy);
     let pool = SessionPool::builder()
         .close_timeout(Duration::from_secs(2))
         .build()
@@ -70,8 +71,10 @@ async fn forgotten_http_session_becomes_a_new_generation() {
     ));
     let failed = tokio::time::timeout(Duration::from_secs(10), call)
         .await
-        .unwrap();
-    assert!(failed.is_err());
+        .unwrap()
+        .unwrap_err();
+    // The failing call itself says the session, and its state, is gone.
+    assert_eq!(failed.session_ended(), Some(CloseReason::Died), "{failed}");
     drop(first);
     server.forget.store(false, Ordering::SeqCst);
 
@@ -120,4 +123,29 @@ async fn unreachable_server_error_names_the_url_and_the_cause() {
         "internal type names in: {message}"
     );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_http_server_is_reached_without_an_http_session() {
+    let server = HttpServer::start().await;
+    let pool = SessionPool::new();
+    for protocol in [Protocol::Auto, Protocol::Modern] {
+        let cfg = ServerConfig::http(&server.url).protocol(protocol);
+        let s = pool.get_session("web", "t", &cfg).await.unwrap();
+        assert_eq!(
+            s.protocol_version().map(|v| v.to_string()),
+            Some("2026-07-28".to_owned()),
+            "{protocol:?}"
+        );
+        // 2026-07-28 over HTTP has no session: each request stands alone,
+        // so the server keeps no state between calls.
+        assert_eq!(increment(&s).await, 1);
+        assert_eq!(increment(&s).await, 1);
+    }
+    pool.close_all().await;
+    assert_eq!(
+        server.deletes.load(Ordering::SeqCst),
+        0,
+        "no session to delete"
+    );
 }

@@ -73,6 +73,10 @@ async fn server_everything_over_stdio() {
         "another scope, another session"
     );
 
+    // The TypeScript SDK server knows only `initialize`: `Auto` (the
+    // default) fell back to it.
+    let version = a.protocol_version().expect("negotiated").to_string();
+    assert_ne!(version, "2026-07-28");
     let pids = [a.server_pid().unwrap(), b.server_pid().unwrap()];
     assert_ne!(pids[0], pids[1]);
     drop((a, b));
@@ -102,6 +106,11 @@ async fn python_sdk_server_over_stdio() {
                 "scope {scope}"
             );
             pids.push(s.server_pid().unwrap());
+            // The Python SDK 2.x speaks 2026-07-28 over stdio too.
+            assert_eq!(
+                s.protocol_version().map(|v| v.to_string()).as_deref(),
+                Some("2026-07-28")
+            );
         }
     }
     pids.dedup();
@@ -120,6 +129,7 @@ mod http {
     use std::{process::Stdio, time::Duration};
 
     use super::*;
+    use mcp_session_pool::Protocol;
 
     /// A third-party HTTP server as a child process on a free local port.
     struct Served {
@@ -211,7 +221,8 @@ mod http {
             .arg("http")
             .arg(port.to_string());
         let served = Served::start(cmd, port).await;
-        let cfg = ServerConfig::http(&served.url);
+        // Per-session state needs an HTTP session: the `initialize` era.
+        let cfg = ServerConfig::http(&served.url).protocol(Protocol::Legacy);
         let pool = SessionPool::new();
         for (scope, want) in [("a", "1"), ("a", "2"), ("b", "1"), ("a", "3")] {
             let s = pool.get_session("py", scope, &cfg).await.unwrap();

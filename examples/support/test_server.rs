@@ -52,6 +52,9 @@ pub struct TestServer {
     cancelled: Arc<AtomicU64>,
     /// Answer `ping` with a JSON-RPC error, as some servers do.
     reject_ping: bool,
+    /// Know only the `initialize` lifecycle, as pre-2026 servers do:
+    /// `server/discover` is an unknown method.
+    legacy_only: bool,
     // Built once: `#[tool_handler]` would otherwise rebuild it on every call.
     tool_router: ToolRouter<Self>,
 }
@@ -62,6 +65,7 @@ impl TestServer {
             counter: Arc::new(AtomicU64::new(0)),
             cancelled: Arc::new(AtomicU64::new(0)),
             reject_ping: false,
+            legacy_only: false,
             tool_router: Self::tool_router(),
         }
     }
@@ -70,6 +74,16 @@ impl TestServer {
     pub fn rejecting_ping() -> Self {
         Self {
             reject_ping: true,
+            ..Self::new()
+        }
+    }
+}
+
+impl TestServer {
+    /// A server of the `initialize` era only.
+    pub fn legacy_only() -> Self {
+        Self {
+            legacy_only: true,
             ..Self::new()
         }
     }
@@ -174,6 +188,21 @@ impl ServerHandler for TestServer {
         Ok(())
     }
 
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, rmcp::ErrorData> {
+        if self.legacy_only {
+            return Err(rmcp::ErrorData::method_not_found::<
+                rmcp::model::DiscoverRequestMethod,
+            >());
+        }
+        Ok(rmcp::model::DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        ))
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
             Implementation::new("mcp-session-pool-test-server", env!("CARGO_PKG_VERSION")),
@@ -219,6 +248,8 @@ pub struct Options {
     pub stderr_flood: Option<usize>,
     /// `--reject-ping`: answer `ping` with a JSON-RPC error.
     pub reject_ping: bool,
+    /// `--legacy-only`: know only `initialize`, not `server/discover`.
+    pub legacy_only: bool,
 }
 
 impl Options {
@@ -239,6 +270,7 @@ impl Options {
                 "--exit-before-initialize" => opts.exit_before_initialize = true,
                 "--garbage-stdout" => opts.garbage_stdout = true,
                 "--reject-ping" => opts.reject_ping = true,
+                "--legacy-only" => opts.legacy_only = true,
                 "--stderr-flood" => {
                     let bytes = args.next().expect("--stderr-flood needs BYTES");
                     let bytes = bytes
@@ -305,10 +337,10 @@ pub async fn run_stdio(opts: Options) {
         }
     }
 
-    let server = if opts.reject_ping {
-        TestServer::rejecting_ping()
-    } else {
-        TestServer::new()
+    let server = TestServer {
+        reject_ping: opts.reject_ping,
+        legacy_only: opts.legacy_only,
+        ..TestServer::new()
     };
     match server.serve(rmcp::transport::stdio_pipes()).await {
         Ok(service) => {

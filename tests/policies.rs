@@ -1,0 +1,390 @@
+//! Per-server policy: protocol era (legacy, modern, probed once), a shared
+//! session for stateless servers, bounds per server and on creations at
+//! once, a config change that replaces the session, and settings that do
+//! not apply to a transport.
+
+mod common;
+
+use std::{
+    num::NonZeroUsize,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use common::{Servers, gated_in_process, increment, test_server};
+use futures_util::future::join_all;
+use mcp_session_pool::{
+    CloseReason, Error, OwnerRuntime, Protocol, SHARED_SCOPE, ScopePolicy, ServerConfig,
+    SessionPool,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A client end that counts the `server/discover` requests written to it.
+struct Counting {
+    inner: tokio::io::DuplexStream,
+    probes: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let probes = buf
+            .windows(b"server/discover".len())
+            .filter(|w| *w == b"server/discover")
+            .count();
+        self.probes.fetch_add(probes, Ordering::SeqCst);
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The in-process server (of the `initialize` era only, if `legacy`),
+/// counting the `server/discover` requests it is sent.
+fn probed_server(legacy: bool) -> (ServerConfig, Arc<AtomicUsize>) {
+    let probes = Arc::new(AtomicUsize::new(0));
+    let counter = probes.clone();
+    let cfg = ServerConfig::connector(move || {
+        let probes = counter.clone();
+        let server = if legacy {
+            test_server::TestServer::legacy_only()
+        } else {
+            test_server::TestServer::new()
+        };
+        async move {
+            Ok(Counting {
+                inner: test_server::spawn_in_process_with(server),
+                probes,
+            })
+        }
+    });
+    (cfg, probes)
+}
+
+fn probed() -> (ServerConfig, Arc<AtomicUsize>) {
+    probed_server(false)
+}
+
+fn on_test_runtime() -> SessionPool {
+    SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .build()
+        .unwrap()
+}
+
+fn version(s: &mcp_session_pool::Session) -> String {
+    s.protocol_version().expect("negotiated").to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_protocol_negotiates_its_era() {
+    let pool = on_test_runtime();
+    for (protocol, want) in [
+        (Protocol::Legacy, "2025-11-25"),
+        (Protocol::Modern, "2026-07-28"),
+        (Protocol::Auto, "2026-07-28"),
+    ] {
+        let (cfg, _) = probed();
+        let s = pool
+            .get_session("srv", &format!("{protocol:?}"), &cfg.protocol(protocol))
+            .await
+            .unwrap();
+        assert_eq!(version(&s), want, "{protocol:?}");
+        assert_eq!(increment(&s).await, 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_probes_a_legacy_server_once_per_server_name_until_its_config_changes() {
+    let (cfg, probes) = probed_server(true);
+    let pool = on_test_runtime();
+    for scope in 0..5 {
+        let s = pool
+            .get_session("old", &scope.to_string(), &cfg)
+            .await
+            .unwrap();
+        assert_eq!(version(&s), "2025-11-25");
+        assert_eq!(increment(&s).await, 1);
+    }
+    assert_eq!(
+        probes.load(Ordering::SeqCst),
+        1,
+        "only the first session probes"
+    );
+    // Another config of the same server name probes again.
+    let changed = cfg.clone().call_timeout(Duration::from_secs(60));
+    pool.get_session("old", "other", &changed).await.unwrap();
+    assert_eq!(probes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn legacy_never_probes_and_modern_refuses_a_legacy_server() {
+    let (cfg, probes) = probed_server(true);
+    let pool = on_test_runtime();
+    let s = pool
+        .get_session("old", "a", &cfg.clone().protocol(Protocol::Legacy))
+        .await
+        .unwrap();
+    assert_eq!(version(&s), "2025-11-25");
+    assert_eq!(probes.load(Ordering::SeqCst), 0);
+    let err = pool
+        .get_session("old", "b", &cfg.protocol(Protocol::Modern))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_the_probe_fails_within_the_connect_timeout() {
+    let servers = Servers::new("silent_probe");
+    let pool = SessionPool::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let err = pool
+        .get_session("silent", "t", &servers.config(&["--no-initialize"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    servers.wait_none_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_server_is_one_process_for_every_scope() {
+    let servers = Servers::new("shared");
+    let cfg = servers.config(&[]).scope_policy(ScopePolicy::Shared);
+    let pool = common::pool();
+    let counts = join_all((0..50).map(|scope| {
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        async move {
+            let s = pool
+                .get_session("time", &format!("thread-{scope}"), &cfg)
+                .await
+                .unwrap();
+            assert_eq!(s.scope(), SHARED_SCOPE);
+            increment(&s).await
+        }
+    }))
+    .await;
+    assert_eq!(servers.started().len(), 1, "one process for 50 scopes");
+    let mut counts = counts;
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=50).collect::<Vec<_>>(),
+        "every call reached it"
+    );
+    assert_eq!(pool.close_scope("thread-3").await, 0);
+    assert_eq!(servers.alive().len(), 1, "closing a scope leaves it");
+    assert_eq!(pool.close_server("time").await, 1);
+    servers.assert_none_alive();
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_connecting_bounds_creations_running_at_once() {
+    // Each connect waits for a permit of its own from the test.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connects = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (gate.clone(), connects.clone());
+    let cfg = ServerConfig::connector(move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        let gate = g.clone();
+        async move {
+            gate.acquire()
+                .await
+                .map_err(std::io::Error::other)?
+                .forget();
+            Ok(test_server::spawn_in_process())
+        }
+    });
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .max_connecting(NonZeroUsize::new(2).unwrap())
+        .connect_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let callers: Vec<_> = (0..20)
+        .map(|scope| {
+            let (pool, cfg) = (pool.clone(), cfg.clone());
+            tokio::spawn(async move { pool.get_session("srv", &scope.to_string(), &cfg).await })
+        })
+        .collect();
+    for released in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Connected or connecting: never more than 2 ahead of those let through.
+        assert_eq!(
+            connects.load(Ordering::SeqCst),
+            (released + 2).min(20),
+            "creations running at once"
+        );
+        gate.add_permits(1);
+    }
+    for caller in callers {
+        caller
+            .await
+            .unwrap()
+            .expect("every creation succeeds in turn");
+    }
+    assert_eq!(pool.status().live, 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_connecting_slot_counts_against_the_connect_timeout() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (cfg, _) = gated_in_process(gate);
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .max_connecting(NonZeroUsize::new(1).unwrap())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let first = tokio::spawn({
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        async move { pool.get_session("srv", "a", &cfg).await }
+    });
+    tokio::task::yield_now().await;
+    let err = pool.get_session("srv", "b", &cfg).await.unwrap_err();
+    match &err {
+        Error::ConnectTimeout { queued, .. } => assert!(queued.is_some(), "{err}"),
+        other => panic!("expected ConnectTimeout, got {other:?}"),
+    }
+    assert!(err.to_string().contains("max_connecting"), "{err}");
+    assert!(first.await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_bound_holds_under_concurrent_creation() {
+    let servers = Arc::new(Servers::new("server_bound"));
+    let bounded = servers
+        .config(&[])
+        .max_sessions(NonZeroUsize::new(2).unwrap());
+    let (other, _) = common::in_process();
+    let pool = SessionPool::builder()
+        .max_sessions(16)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Server processes alive at once, sampled from outside the pool.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (servers, stop) = (servers.clone(), stop.clone());
+        move || {
+            let mut most = 0;
+            while !stop.load(Ordering::Relaxed) {
+                most = most.max(servers.alive().len());
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            most
+        }
+    });
+    let results = join_all((0..10).map(|scope| {
+        let (pool, bounded, other) = (pool.clone(), bounded.clone(), other.clone());
+        async move {
+            // Sessions of another server do not count toward this one's bound.
+            let o = pool
+                .get_session("other", &scope.to_string(), &other)
+                .await?;
+            let s = pool
+                .get_session("bounded", &scope.to_string(), &bounded)
+                .await?;
+            let n = increment(&s).await;
+            drop((s, o));
+            Ok::<_, Error>(n)
+        }
+    }))
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let most = sampler.join().unwrap();
+    assert!(results.iter().all(|r| matches!(r, Ok(1))), "{results:?}");
+    assert!(most <= 2, "{most} servers of a bound of 2 at once");
+    assert_eq!(servers.started().len(), 10);
+    assert_eq!(pool.status().live, 12, "2 bounded + 10 other");
+    pool.close_all().await;
+    servers.assert_none_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_replaces_the_session_once_its_callers_are_done() {
+    let servers = Servers::new("config_change");
+    let pool = common::pool();
+    let old_cfg = servers.config(&[]).env("MODE", "old");
+    let new_cfg = servers.config(&[]).env("MODE", "new");
+    let old = pool.get_session("srv", "t", &old_cfg).await.unwrap();
+    let old_pid = old.server_pid().unwrap();
+    assert_eq!(increment(&old).await, 1);
+    let replacing = tokio::spawn({
+        let (pool, new_cfg) = (pool.clone(), new_cfg.clone());
+        async move { pool.get_session("srv", "t", &new_cfg).await }
+    });
+    // The old session's caller finishes its work first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!replacing.is_finished());
+    assert_eq!(increment(&old).await, 2);
+    drop(old);
+    let new = replacing.await.unwrap().unwrap();
+    assert_eq!(new.replaced(), Some(CloseReason::ConfigChanged));
+    assert!(
+        !common::process_exists(old_pid, "test_server"),
+        "old server still running"
+    );
+    assert_eq!(
+        common::call(&new, "env", serde_json::json!({"name": "MODE"})).await,
+        "new"
+    );
+    // The same config again is a hit.
+    let again = pool
+        .get_session("srv", "t", &new_cfg.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.generation(), new.generation());
+    drop((new, again));
+    assert_eq!(pool.status().closed(CloseReason::ConfigChanged), 1);
+    pool.close_all().await;
+    servers.assert_none_alive();
+}
+
+#[tokio::test]
+async fn a_setting_for_another_transport_is_refused() {
+    let pool = SessionPool::new();
+    let cfg = ServerConfig::http("http://127.0.0.1:9/mcp").env("API_KEY", "x");
+    let err = pool.get_session("web", "t", &cfg).await.unwrap_err();
+    match &err {
+        Error::InvalidServerConfig { server, field, .. } => {
+            assert_eq!(server.as_deref(), Some("web"));
+            assert_eq!(field, "env");
+        }
+        other => panic!("expected InvalidServerConfig, got {other:?}"),
+    }
+    assert!(err.to_string().contains("stdio"), "{err}");
+    let err = pool
+        .get_session("cli", "t", &ServerConfig::stdio("true").header("X", "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidServerConfig { .. }), "{err:?}");
+}
