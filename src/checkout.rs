@@ -13,7 +13,7 @@ use crate::{
     core::{Core, OwnerGuard, signal_all},
     key::{KeyView, SessionKey},
     owner::OwnerTask,
-    registry::{OwnerLink, Pending, Ready, Registry},
+    registry::{OwnerLink, Pending, Ready, Registry, spare_scope},
     session::SessionInner,
     slots::Waiter,
     stats::Stats,
@@ -129,34 +129,32 @@ impl SessionPool {
         };
         let view = (server, scope);
         let mut to_signal = Vec::new();
+        let mut spares = Vec::new();
         let look = {
             let mut reg = core.registry.lock();
-            self.look(&mut reg, &view, config, queued, &mut to_signal)
+            let look = self.look(&mut reg, &view, config, queued, &mut to_signal);
+            if look.is_ok()
+                && config.policy.warm_spares > 0
+                && config.policy.scope == ScopePolicy::PerScope
+            {
+                self.top_up_spares(&mut reg, server, config, &mut spares);
+            }
+            look
         };
         signal_all(&to_signal);
-        let Create {
-            key,
-            link,
-            tx,
-            ready,
-            previous,
-            after,
-        } = match look? {
+        for spare in spares {
+            self.spawn_owner(spare, config);
+        }
+        let create = match look? {
             Look::Done(step) => return Ok(step),
             Look::Create(create) => create,
         };
-        let generation = link.generation;
-        let task = OwnerTask {
-            guard: OwnerGuard::new(self.inner.core.clone(), key.clone(), link, tx),
-            config: config.clone(),
-            previous,
-            after,
-        };
-        match self.inner.host.handle() {
-            Some(handle) => drop(handle.spawn(task.run())),
-            // Dropping the task frees its slot and fails its waiters.
-            None => drop(task),
-        }
+        let (key, generation, ready) = (
+            create.key.clone(),
+            create.link.generation,
+            create.ready.clone(),
+        );
+        self.spawn_owner(create, config);
         Ok(Step::Join(
             ready,
             JoinTicket {
@@ -166,6 +164,98 @@ impl SessionPool {
                 claimed: false,
             },
         ))
+    }
+
+    /// Starts a creation's owner task on the owner runtime.
+    fn spawn_owner(&self, create: Create, config: &ServerConfig) {
+        let Create {
+            key,
+            link,
+            tx,
+            previous,
+            after,
+            ..
+        } = create;
+        let task = OwnerTask {
+            guard: OwnerGuard::new(self.inner.core.clone(), key, link, tx),
+            config: config.clone(),
+            previous,
+            after,
+        };
+        match self.inner.host.handle() {
+            Some(handle) => drop(handle.spawn(task.run())),
+            // Dropping the task frees its slot and fails its waiters.
+            None => drop(task),
+        }
+    }
+
+    /// Starts warm spares of `server` until it has as many as its config
+    /// asks for, in free slots only: a spare never evicts a session, nor
+    /// takes a slot a caller waits for.
+    fn top_up_spares(
+        &self,
+        reg: &mut Registry,
+        server: &str,
+        config: &ServerConfig,
+        spares: &mut Vec<Create>,
+    ) {
+        let core = &*self.inner.core;
+        let have = reg.spares_of(server);
+        for _ in have..config.policy.warm_spares {
+            if core.slots.waiting()
+                || !reg.has_free_slot_for(server, config.server_bound(), core.config.max_sessions)
+            {
+                return;
+            }
+            let generation = core.next_generation();
+            let key = SessionKey {
+                server: server.into(),
+                scope: spare_scope(generation),
+            };
+            spares.push(self.create(reg, key, generation, 0, Vec::new(), None));
+        }
+    }
+
+    /// Registers a creation under the lock, to be started after unlocking.
+    fn create(
+        &self,
+        reg: &mut Registry,
+        key: SessionKey,
+        generation: u64,
+        waiters: usize,
+        after: Vec<CancellationToken>,
+        previous: Option<CloseReason>,
+    ) -> Create {
+        let link = OwnerLink::new(generation, self.inner.core.root.child_token());
+        let (tx, rx) = oneshot::channel();
+        let (srv, scp) = (key.server.clone(), key.scope.clone());
+        let ready: Ready = rx
+            .map(move |r| {
+                // The owner ended without answering: it panicked, or its
+                // runtime shut down.
+                r.unwrap_or(Err(Error::OwnerGone {
+                    server: srv,
+                    scope: scp,
+                }))
+            })
+            .boxed()
+            .shared();
+        reg.inflight.insert(
+            key.clone(),
+            Pending {
+                ready: ready.clone(),
+                link: link.clone(),
+                waiters,
+            },
+        );
+        Create {
+            key,
+            link,
+            tx,
+            ready,
+            previous,
+            after,
+        }
     }
 
     /// The decision of [`step`](Self::step), under the lock. Owners to be
@@ -259,6 +349,21 @@ impl SessionPool {
             }
         }
 
+        // A warm spare, made for a new scope like this one.
+        if config.policy.warm_spares > 0
+            && config.policy.scope == ScopePolicy::PerScope
+            && let Some(session) = reg.adopt_spare(k, config.fingerprint())
+        {
+            Stats::bump(&core.stats.hits);
+            tracing::debug!(
+                server,
+                scope,
+                generation = session.generation(),
+                "warm spare taken"
+            );
+            return Ok(Look::Done(Step::Hit(session)));
+        }
+
         // A slot: one handed to this caller in the queue; a free (or
         // evictable) one if nobody queues before it; else its turn in line.
         let server_max = config.server_bound();
@@ -297,42 +402,20 @@ impl SessionPool {
             }
         }
 
-        let key = SessionKey::new(server, scope);
-        let link = OwnerLink::new(core.next_generation(), core.root.child_token());
-        let (tx, rx) = oneshot::channel();
-        let (srv, scp) = (key.server.clone(), key.scope.clone());
-        let ready: Ready = rx
-            .map(move |r| {
-                // The owner ended without answering: it panicked, or its
-                // runtime shut down.
-                r.unwrap_or(Err(Error::OwnerGone {
-                    server: srv,
-                    scope: scp,
-                }))
-            })
-            .boxed()
-            .shared();
-        reg.inflight.insert(
-            key.clone(),
-            Pending {
-                ready: ready.clone(),
-                link: link.clone(),
-                waiters: 1,
-            },
-        );
         let previous = reg.gone.peek(k).copied();
+        let create = self.create(
+            reg,
+            SessionKey::new(server, scope),
+            core.next_generation(),
+            1,
+            after,
+            previous,
+        );
         // Callers of this key in line join the creation.
         if core.slots.waiting() {
             to_signal.extend(reg.pump(&core.slots, max));
         }
-        Ok(Look::Create(Create {
-            key,
-            link,
-            tx,
-            ready,
-            previous,
-            after,
-        }))
+        Ok(Look::Create(create))
     }
 
     /// Hands a caller the session created for it, unless it was evicted or
@@ -343,7 +426,7 @@ impl SessionPool {
         mut ticket: JoinTicket<'_>,
     ) -> Option<Session> {
         let reg = self.inner.core.registry.lock();
-        let view = (&*created.server, &*created.scope);
+        let view = (&*created.server, &**created.scope());
         let live = reg
             .live
             .peek(&view as &dyn KeyView)

@@ -276,6 +276,23 @@ impl ServerConfig {
         self.changed()
     }
 
+    /// Keeps `spares` sessions of this server started and initialized but
+    /// given to no scope, so that a new scope's first `get_session` takes
+    /// one at once (no process start, no handshake) and the pool starts a
+    /// replacement in the background. A spare is handed to one scope only,
+    /// and stays that scope's. Spares count toward the bounds, are the first
+    /// sessions evicted when room is needed, expire like other sessions,
+    /// and are closed by `close_server` and `close_all`; they are made only
+    /// in free slots and only for [`ScopePolicy::PerScope`] servers, and
+    /// only once the server has been asked for.
+    ///
+    /// Defaults to 0. In the `mcpServers` file: `"pool": {"warmSpares": 1}`.
+    #[must_use]
+    pub fn warm_spares(mut self, spares: usize) -> Self {
+        self.policy.warm_spares = spares;
+        self.changed()
+    }
+
     /// The server's bound, if it has one.
     pub(crate) fn server_bound(&self) -> Option<usize> {
         self.policy.max_sessions.map(NonZeroUsize::get)

@@ -20,7 +20,7 @@ use crate::{
     builder::PoolConfig,
     key::{KeyView, SessionKey},
     lifecycle::Eras,
-    registry::{Live, OwnerLink, Registry},
+    registry::{Live, OwnerLink, Registry, is_spare},
     session::SessionInner,
     slots::Slots,
     stats::Stats,
@@ -89,6 +89,10 @@ impl Core {
                     reg.gone.pop(k);
                     session.reserve(waiters);
                     reg.live.push(key.clone(), Live { session, link });
+                    if is_spare(key) {
+                        // The first to go when room is needed.
+                        reg.live.demote(k);
+                    }
                     // Nobody waits for it any more: it is idle, and a caller
                     // waiting for a slot may take it.
                     let evicted = if waiters == 0 {
@@ -237,6 +241,11 @@ impl OwnerGuard {
         }
     }
 
+    /// The key of the session now: a warm spare's moves to its scope's.
+    pub(crate) fn current_key(&self) -> SessionKey {
+        self.link.current_key(&self.key)
+    }
+
     /// The owner ran to its end (as opposed to being dropped with its runtime).
     pub(crate) fn finish(mut self) {
         self.finished = true;
@@ -253,8 +262,11 @@ impl Drop for OwnerGuard {
                 "session lost: its owner task ended early (it panicked, or the runtime \
                  hosting it shut down); the next call creates a new session"
             );
-            self.core
-                .remove(&self.key, self.link.generation, CloseReason::RuntimeGone);
+            self.core.remove(
+                &self.current_key(),
+                self.link.generation,
+                CloseReason::RuntimeGone,
+            );
             if self.established {
                 self.core.stats.closed(CloseReason::RuntimeGone);
             }

@@ -13,6 +13,7 @@ mod checkout;
 mod close;
 mod config;
 mod core;
+mod entry;
 mod error;
 mod http;
 mod key;

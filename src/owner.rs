@@ -167,7 +167,7 @@ impl OwnerTask {
                         continue;
                     };
                     // Fails if a caller took the session meanwhile.
-                    if core.expire(&guard.key, guard.link.generation, expired) {
+                    if core.expire(&guard.current_key(), guard.link.generation, expired) {
                         tracing::info!(reason = ?expired, "session expired");
                         break expired;
                     }
@@ -191,9 +191,11 @@ impl OwnerTask {
 fn died(guard: &OwnerGuard, what: &'static str) -> CloseReason {
     // Out of the registry before anything else, so no caller gets a dead
     // session while it is torn down.
-    guard
-        .core
-        .remove(&guard.key, guard.link.generation, CloseReason::Died);
+    guard.core.remove(
+        &guard.current_key(),
+        guard.link.generation,
+        CloseReason::Died,
+    );
     tracing::info!(cause = what, "session died");
     CloseReason::Died
 }

@@ -2,7 +2,12 @@
 //! flight, failure backoff, and why each key's last session ended. Plain data
 //! only; nothing here awaits.
 
-use std::{collections::HashMap, num::NonZeroUsize, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    num::NonZeroUsize,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures_util::future::{BoxFuture, Shared};
 use lru::LruCache;
@@ -10,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CloseReason, Error,
+    CloseReason, Error, Session,
     key::{KeyView, SessionKey},
     reason::ReasonCell,
     session::SessionInner,
@@ -39,6 +44,28 @@ pub(crate) struct OwnerLink {
     /// so no caller gets the dead session after that), or a request that
     /// failed to reach the server.
     pub(crate) lost: Arc<Lost>,
+    /// A warm spare's new key: the scope that took it, and why that scope's
+    /// previous session ended. Set once, under the registry lock.
+    pub(crate) adopted: Arc<OnceLock<Adoption>>,
+}
+
+/// What a warm spare learns when a scope takes it.
+#[derive(Debug)]
+pub(crate) struct Adoption {
+    pub(crate) scope: Arc<str>,
+    pub(crate) previous: Option<CloseReason>,
+}
+
+/// The scope under which a warm spare waits, by its generation. Never a
+/// caller's scope: it starts with a character no caller's scope needs.
+pub(crate) fn spare_scope(generation: u64) -> Arc<str> {
+    format!("{SPARE_PREFIX}{generation})").into()
+}
+
+pub(crate) const SPARE_PREFIX: &str = "(spare ";
+
+pub(crate) fn is_spare(key: &SessionKey) -> bool {
+    key.scope.starts_with(SPARE_PREFIX)
 }
 
 /// A session's transport has lost it. An atomic for the `get_session` hit
@@ -74,6 +101,19 @@ impl OwnerLink {
             done: CancellationToken::new(),
             reason: Default::default(),
             lost: Default::default(),
+            adopted: Default::default(),
+        }
+    }
+
+    /// The key of the session this link belongs to, made under `key`: a
+    /// spare moves to the key of the scope that took it.
+    pub(crate) fn current_key(&self, key: &SessionKey) -> SessionKey {
+        match self.adopted.get() {
+            Some(adoption) => SessionKey {
+                server: key.server.clone(),
+                scope: adoption.scope.clone(),
+            },
+            None => key.clone(),
         }
     }
 
@@ -227,6 +267,52 @@ impl Registry {
             Grant::Evicted(link.generation, link.done.clone()),
             Some(link),
         ))
+    }
+
+    /// Whether a session of `server` may start in a free slot, evicting
+    /// nothing.
+    pub(crate) fn has_free_slot_for(
+        &self,
+        server: &str,
+        server_max: Option<usize>,
+        max: usize,
+    ) -> bool {
+        self.len() + self.reserved.len() < max
+            && server_max.is_none_or(|m| self.server_len(server) < m)
+    }
+
+    /// Warm spares of `server`, ready or being made.
+    pub(crate) fn spares_of(&self, server: &str) -> usize {
+        let spare = |k: &SessionKey| &*k.server == server && is_spare(k);
+        self.live.iter().filter(|(k, _)| spare(k)).count()
+            + self.inflight.keys().filter(|k| spare(k)).count()
+    }
+
+    /// Moves a ready warm spare of `k`'s server, made from the config with
+    /// `fingerprint`, to `k` and leases it.
+    pub(crate) fn adopt_spare(&mut self, k: &dyn KeyView, fingerprint: u64) -> Option<Session> {
+        let (server, scope) = k.parts();
+        let spare = self
+            .live
+            .iter()
+            .find(|(key, l)| {
+                &*key.server == server
+                    && is_spare(key)
+                    && l.session.fingerprint == fingerprint
+                    && l.session.busy() == 0
+                    && l.is_usable()
+            })
+            .map(|(key, _)| key.clone())?;
+        let (key, live) = self.live.pop_entry(&spare as &dyn KeyView)?;
+        let adoption = Adoption {
+            scope: scope.into(),
+            previous: self.gone.peek(k).copied(),
+        };
+        // Set once: a spare is taken by one scope, never two.
+        let _ = live.link.adopted.set(adoption);
+        let session = live.session.lease();
+        self.live.push(live.link.current_key(&key), live);
+        Some(session)
     }
 
     /// Hands slots to queued callers in order: each to the first caller that

@@ -330,7 +330,7 @@ impl Session {
                     // Dropping rmcp's future cancels the request toward the server.
                     () = tokio::time::sleep(limit) => return Err(Error::CallTimeout {
                         server: inner.server.clone(),
-                        scope: inner.scope.clone(),
+                        scope: inner.scope().clone(),
                         method: method.into(),
                         elapsed: started.elapsed(),
                     }),
@@ -349,7 +349,7 @@ impl Session {
             }
             Err(source) => Err(Error::Call {
                 server: inner.server.clone(),
-                scope: inner.scope.clone(),
+                scope: inner.scope().clone(),
                 method: method.into(),
                 source: Arc::new(source),
             }),
@@ -360,7 +360,7 @@ impl Session {
 fn ended_error(inner: &SessionInner, method: &str) -> Error {
     Error::SessionEnded {
         server: inner.server.clone(),
-        scope: inner.scope.clone(),
+        scope: inner.scope().clone(),
         generation: inner.generation,
         reason: inner.link.reason.get().unwrap_or(CloseReason::Died),
         method: method.into(),

@@ -1,13 +1,14 @@
 //! A named set of server configs, read from and written to the `mcpServers`
 //! JSON that Claude Desktop, Cursor and agent frameworks use.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use crate::{
     Error, ServerConfig,
     config::{Http, Stdio, Transport},
+    entry::{self, invalid},
 };
 
 /// Server configs by name, as in an `mcpServers` JSON document:
@@ -30,7 +31,37 @@ use crate::{
 /// `inheritEnv` (this crate's extension: pass the whole host environment).
 /// An HTTP entry has `type` `"http"` (also spelled `"streamable_http"` or
 /// `"streamable-http"`), `url`, and optionally `headers`. An entry with a
-/// `url` and no `type` is HTTP. Other fields are ignored.
+/// `url` and no `type` is HTTP. A field of the other transport is an error;
+/// fields no transport knows (`disabled`, ...) are ignored.
+///
+/// `command`, `args`, `env` values, `cwd`, `url` and header values may name
+/// the host's environment variables as `${env:VAR}` or `${VAR}`; an unset
+/// one is an error naming the server and field.
+///
+/// This crate's per-server settings go in an optional `pool` object:
+///
+/// | field | values | setting |
+/// | --- | --- | --- |
+/// | `scope` | `"perScope"`, `"shared"` | [`ServerConfig::scope_policy`] |
+/// | `protocol` | `"auto"`, `"legacy"`, `"modern"` | [`ServerConfig::protocol`] |
+/// | `maxSessions` | a number ≥ 1 | [`ServerConfig::max_sessions`] |
+/// | `warmSpares` | a number | [`ServerConfig::warm_spares`] |
+/// | `callTimeoutMs` | milliseconds ≥ 1 | [`ServerConfig::call_timeout`] |
+///
+/// ```
+/// use mcp_session_pool::Servers;
+///
+/// let servers = Servers::from_json(r#"{"mcpServers": {
+///     "time": {"command": "uvx", "args": ["mcp-server-time"],
+///              "env": {"DATA_DIR": "${env:HOME}/.time"},
+///              "pool": {"scope": "shared", "protocol": "auto"}},
+///     "browser": {"command": "npx", "args": ["-y", "@playwright/mcp", "--isolated"],
+///                 "pool": {"maxSessions": 4, "warmSpares": 1, "callTimeoutMs": 60000}}
+/// }}"#)?;
+/// assert_eq!(servers.len(), 2);
+/// assert!(Servers::from_json(r#"{"mcpServers": {"x": {"command": "${NO_SUCH_VARIABLE}"}}}"#).is_err());
+/// # Ok::<(), mcp_session_pool::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Servers {
     map: BTreeMap<String, ServerConfig>,
@@ -67,7 +98,7 @@ impl Servers {
             .ok_or_else(|| invalid(None, "mcpServers", "expected an object named `mcpServers`"))?;
         let map = servers
             .iter()
-            .map(|(name, entry)| Ok((name.clone(), parse_entry(name, entry)?)))
+            .map(|(name, entry)| Ok((name.clone(), entry::parse(name, entry)?)))
             .collect::<Result<_, Error>>()?;
         Ok(Self { map })
     }
@@ -93,10 +124,8 @@ impl Servers {
                     ));
                 }
             };
-            if let (Some(timeout), Value::Object(entry)) = (config.policy.call_timeout, &mut entry)
-            {
-                let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                entry.insert("pool".into(), json!({ "callTimeoutMs": ms }));
+            if let (Some(pool), Value::Object(entry)) = (entry::pool_json(config), &mut entry) {
+                entry.insert("pool".into(), pool);
             }
             servers.insert(name.clone(), entry);
         }
@@ -138,219 +167,6 @@ impl<N: Into<String>> FromIterator<(N, ServerConfig)> for Servers {
         Self {
             map: iter.into_iter().map(|(n, c)| (n.into(), c)).collect(),
         }
-    }
-}
-
-fn invalid(server: Option<&str>, field: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidServerConfig {
-        server: server.map(Arc::from),
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-fn parse_entry(name: &str, entry: &Value) -> Result<ServerConfig, Error> {
-    let bad = |field: &str, reason: &str| invalid(Some(name), field, reason);
-    let entry = entry
-        .as_object()
-        .ok_or_else(|| bad("", "expected an object"))?;
-    let kind = match entry.get("type") {
-        None | Some(Value::Null) if entry.contains_key("url") => "http",
-        None | Some(Value::Null) => "stdio",
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Err(bad("type", "expected a string")),
-    };
-    let config = match kind {
-        "stdio" => parse_stdio(name, entry),
-        "http" | "streamable_http" | "streamable-http" | "streamableHttp" => {
-            parse_http(name, entry)
-        }
-        "sse" => Err(bad(
-            "type",
-            "the legacy SSE transport is not supported; use streamable HTTP (`\"type\": \"http\"`)",
-        )),
-        other => Err(invalid(
-            Some(name),
-            "type",
-            format!("unknown transport type `{other}`; expected `stdio` or `http`"),
-        )),
-    }?;
-    parse_pool(name, entry, config)
-}
-
-/// This crate's per-server settings, in the entry's `pool` object.
-fn parse_pool(
-    name: &str,
-    entry: &Map<String, Value>,
-    mut config: ServerConfig,
-) -> Result<ServerConfig, Error> {
-    let pool = match entry.get("pool") {
-        None | Some(Value::Null) => return Ok(config),
-        Some(Value::Object(pool)) => pool,
-        Some(_) => return Err(invalid(Some(name), "pool", "expected an object")),
-    };
-    match pool.get("callTimeoutMs") {
-        None | Some(Value::Null) => {}
-        Some(v) => match v.as_u64() {
-            Some(ms) if ms > 0 => config = config.call_timeout(Duration::from_millis(ms)),
-            _ => {
-                return Err(invalid(
-                    Some(name),
-                    "pool.callTimeoutMs",
-                    "expected a positive whole number of milliseconds",
-                ));
-            }
-        },
-    }
-    Ok(config)
-}
-
-fn parse_stdio(name: &str, entry: &Map<String, Value>) -> Result<ServerConfig, Error> {
-    let command = match entry.get("command") {
-        Some(Value::String(c)) if !c.trim().is_empty() => c,
-        Some(Value::String(_)) => return Err(invalid(Some(name), "command", "is empty")),
-        Some(_) => return Err(invalid(Some(name), "command", "expected a string")),
-        None => {
-            return Err(invalid(
-                Some(name),
-                "command",
-                "missing (a stdio server needs a command)",
-            ));
-        }
-    };
-    let mut config = ServerConfig::stdio(command).args(strings(name, entry, "args")?);
-    for (key, value) in string_map(name, entry, "env")? {
-        config = config.env(key, value);
-    }
-    match entry.get("cwd") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(dir)) => config = config.cwd(dir),
-        Some(_) => return Err(invalid(Some(name), "cwd", "expected a string")),
-    }
-    match entry.get("inheritEnv") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => config = config.inherit_env(*b),
-        Some(_) => return Err(invalid(Some(name), "inheritEnv", "expected true or false")),
-    }
-    Ok(config)
-}
-
-fn parse_http(name: &str, entry: &Map<String, Value>) -> Result<ServerConfig, Error> {
-    let url = match entry.get("url") {
-        Some(Value::String(u)) => u,
-        Some(_) => return Err(invalid(Some(name), "url", "expected a string")),
-        None => {
-            return Err(invalid(
-                Some(name),
-                "url",
-                "missing (an HTTP server needs a url)",
-            ));
-        }
-    };
-    check_url(url).map_err(|reason| {
-        invalid(
-            Some(name),
-            "url",
-            format!("`{url}` is not a valid URL: {reason}"),
-        )
-    })?;
-    let mut config = ServerConfig::http(url);
-    for (key, value) in string_map(name, entry, "headers")? {
-        if http_token(&key).is_err() {
-            return Err(invalid(
-                Some(name),
-                &format!("headers.{key}"),
-                "not a valid header name",
-            ));
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(invalid(
-                Some(name),
-                &format!("headers.{key}"),
-                "value has control characters",
-            ));
-        }
-        config = config.header(key, value);
-    }
-    Ok(config)
-}
-
-/// An absolute `http(s)://host[:port][/path]` URL.
-fn check_url(url: &str) -> Result<(), &'static str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("the scheme must be http:// or https://")?;
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains whitespace");
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match host.strip_prefix('[') {
-        Some(v6) => {
-            let (addr, after) = v6.split_once(']').ok_or("unclosed `[` in the host")?;
-            (addr, after.strip_prefix(':'))
-        }
-        None => match host.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host, None),
-        },
-    };
-    if host.is_empty() {
-        return Err("the host is missing");
-    }
-    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
-        return Err("the port is not a number from 0 to 65535");
-    }
-    Ok(())
-}
-
-fn http_token(name: &str) -> Result<(), ()> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok { Ok(()) } else { Err(()) }
-}
-
-fn strings(name: &str, entry: &Map<String, Value>, field: &str) -> Result<Vec<String>, Error> {
-    match entry.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(invalid(
-                    Some(name),
-                    &format!("{field}[{i}]"),
-                    "expected a string",
-                )),
-            })
-            .collect(),
-        Some(_) => Err(invalid(Some(name), field, "expected an array of strings")),
-    }
-}
-
-fn string_map(
-    name: &str,
-    entry: &Map<String, Value>,
-    field: &str,
-) -> Result<Vec<(String, String)>, Error> {
-    match entry.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(invalid(
-                    Some(name),
-                    &format!("{field}.{k}"),
-                    "expected a string",
-                )),
-            })
-            .collect(),
-        Some(_) => Err(invalid(Some(name), field, "expected an object of strings")),
     }
 }
 

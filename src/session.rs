@@ -79,6 +79,19 @@ impl SessionInner {
         inner
     }
 
+    /// The scope of the session's key: a warm spare's is that of the scope
+    /// that took it.
+    pub(crate) fn scope(&self) -> &Arc<str> {
+        self.link.adopted.get().map_or(&self.scope, |a| &a.scope)
+    }
+
+    fn previous(&self) -> Option<CloseReason> {
+        match self.link.adopted.get() {
+            Some(adoption) => adoption.previous,
+            None => self.previous,
+        }
+    }
+
     /// The runtime that hosts the session's tasks.
     pub(crate) fn runtime(&self) -> &Handle {
         &self.runtime
@@ -125,7 +138,7 @@ impl SessionInner {
 
     /// A handle for a lease already counted in `busy`.
     pub(crate) fn leased(self: &Arc<Self>) -> Session {
-        let replaced = match self.previous {
+        let replaced = match self.previous() {
             // Told once, to the first handle of this generation.
             Some(previous) if !self.told.load(Ordering::Relaxed) => {
                 (!self.told.swap(true, Ordering::Relaxed)).then_some(previous)
@@ -194,7 +207,7 @@ impl Session {
 
     /// The scope of this session's key.
     pub fn scope(&self) -> &str {
-        &self.inner().scope
+        self.inner().scope()
     }
 
     /// A number that is different for every session the pool creates. When a
@@ -285,7 +298,7 @@ impl fmt::Debug for Session {
         let inner = self.inner();
         f.debug_struct("Session")
             .field("server", &inner.server)
-            .field("scope", &inner.scope)
+            .field("scope", inner.scope())
             .field("generation", &inner.generation)
             .field("replaced", &self.replaced)
             .finish_non_exhaustive()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use mcp_session_pool::{Error, ServerConfig, Servers, SessionPool};
+use mcp_session_pool::{Error, Protocol, ScopePolicy, ServerConfig, Servers, SessionPool};
 use serde_json::json;
 
 const DOC: &str = r#"{
@@ -269,5 +269,117 @@ async fn http_config_without_the_feature_fails_clearly() {
             .unwrap()
             .to_string()
             .contains("`http` feature")
+    );
+}
+
+#[test]
+fn pool_settings_and_interpolation_are_read_and_written() {
+    let home = std::env::var("HOME").expect("HOME is set");
+    let servers = Servers::from_json(
+        r#"{"mcpServers": {
+        "time": {"command": "${env:HOME}/bin/time", "args": ["--dir", "${HOME}"],
+                 "env": {"DATA": "${HOME}/data"},
+                 "pool": {"scope": "shared", "protocol": "legacy", "maxSessions": 3,
+                          "warmSpares": 1, "callTimeoutMs": 2500}},
+        "web": {"url": "http://127.0.0.1:1/${env:HOME}", "headers": {"X-Home": "${HOME}"},
+                "pool": {"protocol": "modern", "scope": "perScope"}}
+    }}"#,
+    )
+    .unwrap();
+    let expected = ServerConfig::stdio(format!("{home}/bin/time"))
+        .args(["--dir", &home])
+        .env("DATA", format!("{home}/data"))
+        .scope_policy(ScopePolicy::Shared)
+        .protocol(Protocol::Legacy)
+        .max_sessions(std::num::NonZeroUsize::new(3).unwrap())
+        .warm_spares(1)
+        .call_timeout(std::time::Duration::from_millis(2500));
+    assert_eq!(servers.get("time"), Some(&expected));
+    let json = servers.to_json().unwrap();
+    assert_eq!(
+        json["mcpServers"]["time"]["pool"],
+        json!({"scope": "shared", "protocol": "legacy", "maxSessions": 3,
+               "warmSpares": 1, "callTimeoutMs": 2500})
+    );
+    assert_eq!(
+        json["mcpServers"]["web"]["pool"],
+        json!({"protocol": "modern"})
+    );
+    assert_eq!(Servers::from_value(&json).unwrap(), servers);
+}
+
+#[test]
+fn bad_pool_settings_and_unset_variables_name_the_server_and_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"command": "x", "pool": {"scope": "everyone"}}"#,
+            "pool.scope",
+        ),
+        (
+            r#"{"command": "x", "pool": {"protocol": 2026}}"#,
+            "pool.protocol",
+        ),
+        (
+            r#"{"command": "x", "pool": {"maxSessions": 0}}"#,
+            "pool.maxSessions",
+        ),
+        (
+            r#"{"command": "x", "pool": {"warmSpares": -1}}"#,
+            "pool.warmSpares",
+        ),
+        (
+            r#"{"command": "x", "pool": {"callTimeoutMs": "30s"}}"#,
+            "pool.callTimeoutMs",
+        ),
+        (
+            r#"{"command": "x", "pool": {"warmspares": 1}}"#,
+            "pool.warmspares",
+        ),
+        (r#"{"command": "x", "pool": []}"#, "pool"),
+        (
+            r#"{"command": "${MCP_POOL_TEST_UNSET_VARIABLE}"}"#,
+            "command",
+        ),
+        (
+            r#"{"command": "x", "args": ["a", "${env:MCP_POOL_TEST_UNSET_VARIABLE}"]}"#,
+            "args[1]",
+        ),
+        (
+            r#"{"command": "x", "env": {"K": "${MCP_POOL_TEST_UNSET_VARIABLE}"}}"#,
+            "env.K",
+        ),
+        (r#"{"command": "x", "args": ["${HOME"]}"#, "args[0]"),
+        (
+            r#"{"url": "http://${MCP_POOL_TEST_UNSET_VARIABLE}/mcp"}"#,
+            "url",
+        ),
+        (
+            r#"{"url": "http://h/mcp", "headers": {"A": "${MCP_POOL_TEST_UNSET_VARIABLE}"}}"#,
+            "headers.A",
+        ),
+        (r#"{"url": "http://h/mcp", "env": {"K": "v"}}"#, "env"),
+        (r#"{"command": "x", "headers": {"K": "v"}}"#, "headers"),
+    ];
+    for (entry, field) in cases {
+        let doc = format!(r#"{{"mcpServers": {{"srv": {entry}}}}}"#);
+        let err = Servers::from_json(&doc).expect_err(&doc);
+        match &err {
+            Error::InvalidServerConfig {
+                server, field: f, ..
+            } => {
+                assert_eq!(server.as_deref(), Some("srv"), "{doc}");
+                assert_eq!(f, field, "{doc}: {err}");
+            }
+            other => panic!("{doc}: {other:?}"),
+        }
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    let err = Servers::from_json(
+        r#"{"mcpServers": {"srv": {"command": "${MCP_POOL_TEST_UNSET_VARIABLE}"}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("MCP_POOL_TEST_UNSET_VARIABLE"),
+        "{err}"
     );
 }

@@ -388,3 +388,89 @@ async fn a_setting_for_another_transport_is_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidServerConfig { .. }), "{err:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_scope_takes_a_warm_spare_and_a_replacement_starts() {
+    let (cfg, connects) = common::in_process();
+    let cfg = cfg.warm_spares(1);
+    let pool = on_test_runtime();
+    let a = pool.get_session("srv", "a", &cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        connects.load(Ordering::SeqCst),
+        2,
+        "a's session and one spare"
+    );
+    assert_eq!(pool.status().live, 2);
+
+    // A new scope: no connect of its own, the spare is handed over at once.
+    let b = pool.get_session("srv", "b", &cfg).await.unwrap();
+    assert_eq!(b.scope(), "b");
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
+    assert_eq!(increment(&b).await, 1);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(connects.load(Ordering::SeqCst), 3, "a replacement spare");
+
+    // The spare stays b's: b's next call is the same session.
+    let generation = b.generation();
+    drop(b);
+    let b = pool.get_session("srv", "b", &cfg).await.unwrap();
+    assert_eq!(b.generation(), generation);
+    assert_eq!(increment(&b).await, 2);
+    // And closing b does not make its session anybody else's.
+    drop((a, b));
+    pool.close_scope("b").await;
+    let c = pool.get_session("srv", "c", &cfg).await.unwrap();
+    assert_ne!(c.generation(), generation);
+    assert_eq!(increment(&c).await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spare_taken_by_a_scope_says_what_the_scope_lost() {
+    let (cfg, _) = common::in_process();
+    let cfg = cfg.warm_spares(1);
+    let pool = on_test_runtime();
+    drop(pool.get_session("srv", "a", &cfg).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    pool.close_session("srv", "a").await;
+    // "a" comes back: it takes the spare, which tells it its state is gone.
+    let again = pool.get_session("srv", "a", &cfg).await.unwrap();
+    assert_eq!(again.replaced(), Some(CloseReason::Explicit));
+}
+
+#[tokio::test(start_paused = true)]
+async fn spares_never_exceed_the_bounds_and_go_first() {
+    let (cfg, _) = common::in_process();
+    let cfg = cfg.warm_spares(3);
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .max_sessions(2)
+        .build()
+        .unwrap();
+    let a = pool.get_session("srv", "a", &cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pool.status().live, 2, "one spare fits");
+    // Another server's session evicts the spare, not a's session.
+    let (other, _) = common::in_process();
+    let o = pool.get_session("other", "x", &other).await.unwrap();
+    assert_eq!(increment(&o).await, 1);
+    assert_eq!(increment(&a).await, 1);
+    let status = pool.status();
+    assert!(status.live + status.in_flight <= 2, "{status:?}");
+    assert_eq!(status.closed(CloseReason::Evicted), 1);
+}
+
+#[tokio::test]
+async fn close_all_closes_warm_spares() {
+    let servers = Servers::new("spares_close");
+    let cfg = servers.config(&[]).warm_spares(2);
+    let pool = common::pool();
+    pool.get_session("srv", "a", &cfg).await.unwrap();
+    servers.wait_started(3).await;
+    // Wait until both spares are ready, so none is still starting.
+    while pool.status().in_flight > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pool.close_all().await, 3);
+    servers.assert_none_alive();
+}
