@@ -24,7 +24,7 @@ use std::{
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use futures_util::future::join_all;
-use mcp_session_pool::{OwnerRuntime, ServerConfig, SessionPool};
+use mcp_session_pool::{OwnerRuntime, Protocol, ServerConfig, SessionPool};
 use rmcp::{
     Peer, RoleClient, ServiceExt,
     model::{
@@ -76,6 +76,10 @@ impl Env {
             }
             Transport::Stdio => ServerConfig::stdio(&self.bin).args(self.stdio_args()),
         }
+        // The raw peers run `initialize`; so does the pool here, so a call
+        // carries the same bytes both ways (2026-07-28 adds metadata to
+        // every request).
+        .protocol(Protocol::Legacy)
     }
 
     /// How many stdio servers have started so far.

@@ -2,7 +2,8 @@
 //! quickstart. Its tools are `increment` (a per-process counter, so a client can
 //! tell whether two calls reached the same session), `echo {text}`, `sleep {ms}`
 //! (ends early when the request is cancelled), `cancelled` (how many `sleep`
-//! calls were cancelled), `pid`, `crash` (exits at once
+//! calls were cancelled), `progress {steps}` (reports progress),
+//! `announce_tools_changed` (sends `tools/list_changed`), `pid`, `crash` (exits at once
 //! without replying), `spawn_child` (starts a detached `sleep 300` grandchild
 //! and returns its pid), `spawn_detached` (the same, in a session of its own) and `env {name}`. Flags make it misbehave on purpose:
 //! `--pid-file PATH` appends its pid to PATH, `--ignore-eof` keeps running after

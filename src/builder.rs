@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Servers, SessionPool};
+use crate::{Error, Servers, SessionPool, handler::HandlerFactory};
 
 /// Where the pool runs its owner tasks and the MCP sessions' own tasks.
 ///
@@ -55,6 +55,7 @@ pub(crate) struct PoolConfig {
     pub(crate) health_check: HealthCheck,
     pub(crate) failure_backoff: (Duration, Duration),
     pub(crate) servers: Servers,
+    pub(crate) handler: Option<HandlerFactory>,
 }
 
 impl Default for PoolConfig {
@@ -71,6 +72,7 @@ impl Default for PoolConfig {
             health_check: HealthCheck::Off,
             failure_backoff: (Duration::from_millis(100), Duration::from_secs(30)),
             servers: Servers::default(),
+            handler: None,
         }
     }
 }
@@ -185,6 +187,41 @@ impl Builder {
     /// Defaults to 100 ms and 30 s.
     pub fn failure_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.failure_backoff = (initial, max);
+        self
+    }
+
+    /// The client handler of every session: `make` is called by each
+    /// session's owner, with the session's server, scope and generation
+    /// ([`HandlerContext`](crate::HandlerContext)), and returns an rmcp
+    /// [`ClientHandler`](rmcp::ClientHandler). The session is served with it:
+    /// its `get_info()` capabilities (roots, sampling, elicitation) are what
+    /// the server sees, and its methods receive that session's requests
+    /// (`roots/list`, `sampling/createMessage`, `elicitation/create`) and
+    /// notifications (progress, log messages, list changes, resource
+    /// updates), so a framework routes them to the conversation they belong
+    /// to. A server's own [`ServerConfig::client_handler`] takes its place.
+    ///
+    /// The pool still hears list changes (for [`SessionPool::list_tools`])
+    /// and progress (for [`Session::call_tool_with_progress`]) whatever the
+    /// handler does with them.
+    ///
+    /// The handler's methods run as tasks on the runtime that hosts the
+    /// session (see [`OwnerRuntime`]), one task per message, so a slow one
+    /// (an elicitation waiting for a human) does not stall the session's
+    /// other traffic; a request the server sends waits for its answer
+    /// under the server's own timeout.
+    ///
+    /// Defaults to none: sessions declare no client capabilities and ignore
+    /// what servers send on their own.
+    ///
+    /// [`ServerConfig::client_handler`]: crate::ServerConfig::client_handler
+    /// [`Session::call_tool_with_progress`]: crate::Session::call_tool_with_progress
+    pub fn client_handler<F, H>(mut self, make: F) -> Self
+    where
+        F: Fn(&crate::HandlerContext) -> H + Send + Sync + 'static,
+        H: rmcp::ClientHandler,
+    {
+        self.config.handler = Some(HandlerFactory::new(make));
         self
     }
 

@@ -418,6 +418,19 @@ impl SessionPool {
         Ok(Look::Create(create))
     }
 
+    /// A live session of `server` made from the config with `fingerprint`,
+    /// of any scope (a warm spare too), leased; for requests that any
+    /// session of a server answers alike.
+    pub(crate) fn any_live_session(&self, server: &str, fingerprint: u64) -> Option<Session> {
+        let reg = self.inner.core.registry.lock();
+        reg.live
+            .iter()
+            .find(|(k, l)| {
+                &*k.server == server && l.session.fingerprint == fingerprint && l.is_usable()
+            })
+            .map(|(_, l)| l.session.lease())
+    }
+
     /// Hands a caller the session created for it, unless it was evicted or
     /// closed before the caller got to it.
     pub(crate) fn claim(

@@ -15,6 +15,8 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::handler::HandlerFactory;
+
 /// A byte stream a custom connector hands to the pool: the MCP messages travel
 /// over it as newline-delimited JSON, as on stdio.
 pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -42,6 +44,8 @@ type ConnectFn = dyn Fn() -> ConnectFuture + Send + Sync;
 pub struct ServerConfig {
     pub(crate) transport: Transport,
     pub(crate) policy: Policy,
+    /// Makes each session's client handler; the pool's when `None`.
+    pub(crate) handler: Option<HandlerFactory>,
     /// The first setting made that does not apply to this transport.
     pub(crate) misuse: Option<(&'static str, &'static str)>,
     /// Of everything that reaches the server; computed once per config.
@@ -146,6 +150,7 @@ impl ServerConfig {
                 bearer: None,
             }),
             policy: Policy::default(),
+            handler: None,
             misuse: None,
             fingerprint: OnceLock::new(),
         }
@@ -293,6 +298,21 @@ impl ServerConfig {
         self.changed()
     }
 
+    /// The client handler of this server's sessions: `make` is called by each
+    /// session's owner, with the session's server, scope and generation,
+    /// and returns an rmcp [`ClientHandler`](rmcp::ClientHandler). Takes the
+    /// place of [`Builder::client_handler`](crate::Builder::client_handler)
+    /// for this server; see there.
+    #[must_use]
+    pub fn client_handler<F, H>(mut self, make: F) -> Self
+    where
+        F: Fn(&crate::HandlerContext) -> H + Send + Sync + 'static,
+        H: rmcp::ClientHandler,
+    {
+        self.handler = Some(HandlerFactory::new(make));
+        self.changed()
+    }
+
     /// The server's bound, if it has one.
     pub(crate) fn server_bound(&self) -> Option<usize> {
         self.policy.max_sessions.map(NonZeroUsize::get)
@@ -305,6 +325,7 @@ impl ServerConfig {
         *self.fingerprint.get_or_init(|| {
             let mut h = std::hash::DefaultHasher::new();
             self.policy.hash(&mut h);
+            self.handler.as_ref().map(HandlerFactory::ptr).hash(&mut h);
             match &self.transport {
                 Transport::Stdio(s) => {
                     0u8.hash(&mut h);
@@ -429,7 +450,10 @@ impl ServerConfig {
 impl PartialEq for ServerConfig {
     /// Connectors are equal only to clones of themselves.
     fn eq(&self, other: &Self) -> bool {
-        if self.policy != other.policy || self.misuse != other.misuse {
+        if self.policy != other.policy
+            || self.misuse != other.misuse
+            || self.handler != other.handler
+        {
             return false;
         }
         match (&self.transport, &other.transport) {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     CloseReason, Error,
     builder::PoolConfig,
+    catalogue::Catalogue,
     key::{KeyView, SessionKey},
     lifecycle::Eras,
     registry::{Live, OwnerLink, Registry, is_spare},
@@ -35,6 +36,8 @@ pub(crate) struct Core {
     pub(crate) root: CancellationToken,
     pub(crate) owners: OwnerCount,
     pub(crate) stats: Stats,
+    /// Each server's tools, shared by every scope.
+    pub(crate) catalogue: Arc<Catalogue>,
     /// What each server answered to the protocol probe.
     pub(crate) eras: Eras,
     /// Bounds creations running at once, if the pool has such a bound.
@@ -58,6 +61,7 @@ impl Core {
             root: CancellationToken::new(),
             owners: OwnerCount::default(),
             stats: Stats::default(),
+            catalogue: Arc::default(),
             eras: Eras::default(),
             connecting,
             epoch: Instant::now(),

@@ -1,6 +1,6 @@
 //! The streamable HTTP transport, behind the `http` feature.
 
-use rmcp::{model::ClientConfig, service::ClientLifecycleMode};
+use rmcp::service::ClientLifecycleMode;
 
 #[cfg(feature = "http")]
 use rmcp::transport::streamable_http_client::StreamableHttpError;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::{
     config::Http,
+    handler::PoolHandler,
     owner::{Handshake, boxed},
     registry::Lost,
 };
@@ -17,7 +18,7 @@ use crate::{
 #[cfg(feature = "http")]
 pub(crate) fn connect(
     config: Http,
-    info: ClientConfig,
+    info: PoolHandler,
     mode: ClientLifecycleMode,
     lost: Arc<Lost>,
 ) -> Handshake {
@@ -188,7 +189,7 @@ where
 #[cfg(not(feature = "http"))]
 pub(crate) fn connect(
     config: Http,
-    _info: ClientConfig,
+    _info: PoolHandler,
     _mode: ClientLifecycleMode,
     _lost: Arc<Lost>,
 ) -> Handshake {

@@ -9,12 +9,14 @@
 
 mod blocking;
 mod builder;
+mod catalogue;
 mod checkout;
 mod close;
 mod config;
 mod core;
 mod entry;
 mod error;
+mod handler;
 mod http;
 mod key;
 mod lifecycle;
@@ -32,8 +34,10 @@ mod slots;
 mod stats;
 
 pub use builder::{Builder, HealthCheck, OwnerRuntime};
+pub use catalogue::Tools;
 pub use config::{DEFAULT_ENV_VARS, Duplex, Protocol, SHARED_SCOPE, ScopePolicy, ServerConfig};
 pub use error::Error;
+pub use handler::HandlerContext;
 pub use pool::SessionPool;
 pub use reason::CloseReason;
 pub use servers::Servers;

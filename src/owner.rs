@@ -6,7 +6,6 @@ use std::{sync::Arc, time::Duration};
 use futures_util::{FutureExt, future::FusedFuture};
 use rmcp::{
     RoleClient,
-    model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion},
     service::{
         ClientLifecycleMode, ClientServiceExt, RunningService, RunningServiceCancellationToken,
     },
@@ -16,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    CloseReason, Error, ServerConfig,
+    CloseReason, Error, HandlerContext, ServerConfig,
     config::Transport,
     core::OwnerGuard,
+    handler::{Hooks, PoolHandler},
     process::{Exit, ServerProcess},
     runtime::KILL_MARGIN,
     session::SessionInner,
@@ -29,7 +29,7 @@ use crate::{
 /// detaching it. It ends as soon as the transport is gone.
 pub(crate) const SERVICE_EXIT_GRACE: Duration = Duration::from_secs(1);
 
-pub(crate) type Client = RunningService<RoleClient, ClientConfig>;
+pub(crate) type Client = RunningService<RoleClient, PoolHandler>;
 pub(crate) type ConnectError = Arc<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct OwnerTask {
@@ -86,7 +86,10 @@ impl OwnerTask {
         }
 
         let started = Instant::now();
-        let connected = connect(&guard, &config).await;
+        let catalogue = guard.core.catalogue.clone();
+        let server = guard.key.server.clone();
+        let hooks = Arc::new(Hooks::new(move || catalogue.changed(&server)));
+        let connected = connect(&guard, &config, &hooks).await;
         let made_from = (config.policy.call_timeout, config.fingerprint());
         // Not needed any more; a connector may hold things (even a pool
         // handle) that must not live as long as the session.
@@ -114,6 +117,7 @@ impl OwnerTask {
             &guard.key,
             guard.link.clone(),
             made_from,
+            hooks,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
             core.epoch,
@@ -216,6 +220,7 @@ async fn exited(process: Option<&mut ServerProcess>) {
 async fn connect(
     guard: &OwnerGuard,
     config: &ServerConfig,
+    hooks: &Arc<Hooks>,
 ) -> Result<
     (
         Client,
@@ -262,7 +267,17 @@ async fn connect(
     let mut attempts = core.eras.attempts(&server, config).into_iter().peekable();
     loop {
         let mode = attempts.next().expect("at least one attempt");
-        let (mut process, handshake) = match start(config, mode, guard.link.lost.clone()) {
+        let handler = PoolHandler::new(
+            config.handler.as_ref().or(core.config.handler.as_ref()),
+            &HandlerContext::new(
+                guard.key.server.clone(),
+                guard.key.scope.clone(),
+                guard.link.generation,
+                guard.link.adopted.clone(),
+            ),
+            hooks.clone(),
+        );
+        let (mut process, handshake) = match start(config, mode, handler, guard.link.lost.clone()) {
             Ok(started) => started,
             Err(source) => {
                 let source = Arc::new(source);
@@ -334,9 +349,9 @@ fn hung_up_on_probe(error: &(dyn std::error::Error + 'static)) -> bool {
 fn start(
     config: &ServerConfig,
     mode: ClientLifecycleMode,
+    info: PoolHandler,
     lost: Arc<crate::registry::Lost>,
 ) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
-    let info = client_config();
     Ok(match &config.transport {
         Transport::Stdio(stdio) => {
             let (process, stdout, stdin) = ServerProcess::spawn(stdio)?;
@@ -363,15 +378,6 @@ pub(crate) type Handshake = futures_util::future::BoxFuture<'static, Result<Clie
 
 pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> ConnectError {
     Arc::new(e)
-}
-
-fn client_config() -> ClientConfig {
-    ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("mcp-session-pool", env!("CARGO_PKG_VERSION")),
-    )
-    // What `initialize` asks for; `server/discover` asks for 2026-07-28.
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
 }
 
 /// Stops the service and the server within the close timeout. Failures are

@@ -6,17 +6,18 @@ use std::{future::Future, sync::Arc, time::Duration};
 use rmcp::{
     Peer, RoleClient, ServiceError,
     model::{
-        CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
-        CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResult,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, PingRequest, Prompt, ReadResourceRequestParams, ReadResourceResult,
-        RequestId, Resource, ResourceTemplate, ServerResult, Tool,
+        CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+        ClientRequest, CompleteRequestParams, CompleteResult, GetPromptRequestParams,
+        GetPromptResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, PingRequest, ProgressNotificationParam,
+        ProgressToken, Prompt, ReadResourceRequestParams, ReadResourceResult, RequestId, Resource,
+        ResourceTemplate, ServerResult, Tool,
     },
     service::PeerRequestOptions,
 };
-use tokio::time::Instant;
+use tokio::{sync::mpsc, time::Instant};
 
-use crate::{CloseReason, Error, Session, session::SessionInner};
+use crate::{CloseReason, Error, Session, handler::Hooks, session::SessionInner};
 
 /// After a request failed because its transport is gone, how long to wait
 /// for the owner to record why, so the error names the real reason.
@@ -42,6 +43,79 @@ impl Session {
     pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, Error> {
         self.guard("tools/call", self.peer().call_tool(params))
             .await
+    }
+
+    /// [`call_tool`](Self::call_tool), with the server's progress reports of
+    /// this call (`notifications/progress` for its progress token) handed to
+    /// `on_progress` as they come, in this caller's task. A tool wrapper can
+    /// forward them to its user; the session's client handler sees them too.
+    /// rmcp handles each incoming notification in a task of its own, so a
+    /// report sent just before the result can arrive after it; such a late
+    /// report reaches the handler only.
+    ///
+    /// To bound or cancel the call, set the server's
+    /// [`call_timeout`](crate::ServerConfig::call_timeout), or drop this
+    /// future (under `tokio::time::timeout`, or a `select!` on the user's
+    /// cancel button): the server gets `notifications/cancelled` for the
+    /// request either way, and the session stays usable.
+    ///
+    /// ```no_run
+    /// # async fn f(session: mcp_session_pool::Session) -> Result<(), mcp_session_pool::Error> {
+    /// use mcp_session_pool::rmcp::model::CallToolRequestParams;
+    ///
+    /// let result = session
+    ///     .call_tool_with_progress(CallToolRequestParams::new("crawl"), |p| {
+    ///         println!("{} of {:?}: {}", p.progress, p.total, p.message.as_deref().unwrap_or(""));
+    ///     })
+    ///     .await?;
+    /// # let _ = result; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call_tool`](Self::call_tool).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call_tool`](Self::call_tool).
+    pub async fn call_tool_with_progress(
+        &self,
+        params: CallToolRequestParams,
+        mut on_progress: impl FnMut(ProgressNotificationParam) + Send,
+    ) -> Result<CallToolResult, Error> {
+        let peer = self.peer();
+        let session = &*self.inner;
+        self.guard("tools/call", async move {
+            let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+            let handle = peer
+                .send_request_with_option(request, PeerRequestOptions::no_options())
+                .await?;
+            let mut abandon = CancelOnDrop {
+                peer,
+                session,
+                id: Some(handle.id.clone()),
+            };
+            let (tx, mut progress) = mpsc::unbounded_channel();
+            let route = Route::new(&session.hooks, handle.progress_token.clone(), tx);
+            let response = handle.await_response();
+            tokio::pin!(response);
+            let result = loop {
+                tokio::select! {
+                    result = &mut response => break result,
+                    Some(report) = progress.recv() => on_progress(report),
+                }
+            };
+            drop(route);
+            while let Ok(report) = progress.try_recv() {
+                on_progress(report);
+            }
+            abandon.id = None;
+            match result? {
+                ServerResult::CallToolResult(result) => Ok(result),
+                _ => Err(ServiceError::UnexpectedResponse),
+            }
+        })
+        .await
     }
 
     /// One page of the server's tools (`tools/list`).
@@ -364,6 +438,29 @@ fn ended_error(inner: &SessionInner, method: &str) -> Error {
         generation: inner.generation,
         reason: inner.link.reason.get().unwrap_or(CloseReason::Died),
         method: method.into(),
+    }
+}
+
+/// A progress route of one call, taken down however the call ends.
+struct Route<'a> {
+    hooks: &'a Hooks,
+    token: ProgressToken,
+}
+
+impl<'a> Route<'a> {
+    fn new(
+        hooks: &'a Hooks,
+        token: ProgressToken,
+        to: mpsc::UnboundedSender<ProgressNotificationParam>,
+    ) -> Self {
+        hooks.route_progress(token.clone(), to);
+        Self { hooks, token }
+    }
+}
+
+impl Drop for Route<'_> {
+    fn drop(&mut self) {
+        self.hooks.unroute_progress(&self.token);
     }
 }
 

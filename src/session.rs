@@ -13,7 +13,9 @@ use std::{
 use rmcp::{Peer, RoleClient};
 use tokio::{runtime::Handle, sync::Notify, time::Instant};
 
-use crate::{CloseReason, Error, key::SessionKey, registry::OwnerLink, slots::Slots};
+use crate::{
+    CloseReason, Error, handler::Hooks, key::SessionKey, registry::OwnerLink, slots::Slots,
+};
 
 /// What the registry keeps of an established session.
 pub(crate) struct SessionInner {
@@ -29,6 +31,8 @@ pub(crate) struct SessionInner {
     pub(crate) call_timeout: Option<std::time::Duration>,
     /// Of the config the session was made from.
     pub(crate) fingerprint: u64,
+    /// What the pool hears of the session's traffic (progress routes).
+    pub(crate) hooks: Arc<Hooks>,
     previous: Option<CloseReason>,
     /// Whether a handle has reported `previous` yet: it is told once.
     told: AtomicBool,
@@ -52,6 +56,7 @@ impl SessionInner {
         key: &SessionKey,
         link: OwnerLink,
         (call_timeout, fingerprint): (Option<std::time::Duration>, u64),
+        hooks: Arc<Hooks>,
         previous: Option<CloseReason>,
         pid: Option<u32>,
         epoch: Instant,
@@ -66,6 +71,7 @@ impl SessionInner {
             link,
             call_timeout,
             fingerprint,
+            hooks,
             previous,
             told: AtomicBool::new(false),
             pid,

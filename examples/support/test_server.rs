@@ -38,6 +38,12 @@ pub struct SleepArgs {
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct StepsArgs {
+    /// How many progress reports to send.
+    pub steps: u32,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct EnvArgs {
     /// Name of the environment variable to read.
     pub name: String,
@@ -122,6 +128,43 @@ impl TestServer {
         }
     }
 
+    #[tool(
+        description = "Tell the client the tool list changed (notifications/tools/list_changed)"
+    )]
+    async fn announce_tools_changed(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, String> {
+        context
+            .peer
+            .notify_tool_list_changed()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok("announced".to_owned())
+    }
+
+    #[tool(description = "Report `steps` progress notifications for this call, then return")]
+    async fn progress(
+        &self,
+        Parameters(StepsArgs { steps }): Parameters<StepsArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, String> {
+        let Some(token) = context.meta.get_progress_token() else {
+            return Err("no progress token".to_owned());
+        };
+        for step in 1..=steps {
+            let mut report =
+                rmcp::model::ProgressNotificationParam::new(token.clone(), step as f64);
+            report.total = Some(steps as f64);
+            context
+                .peer
+                .notify_progress(report)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(format!("{steps} steps"))
+    }
+
     #[tool(description = "How many `sleep` calls the client has cancelled")]
     fn cancelled(&self) -> String {
         self.cancelled.load(Ordering::SeqCst).to_string()
@@ -204,9 +247,16 @@ impl ServerHandler for TestServer {
     }
 
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new("mcp-session-pool-test-server", env!("CARGO_PKG_VERSION")),
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
         )
+        .with_server_info(Implementation::new(
+            "mcp-session-pool-test-server",
+            env!("CARGO_PKG_VERSION"),
+        ))
     }
 }
 
