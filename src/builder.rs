@@ -56,6 +56,7 @@ pub(crate) struct PoolConfig {
     pub(crate) failure_backoff: (Duration, Duration),
     pub(crate) servers: Servers,
     pub(crate) handler: Option<HandlerFactory>,
+    pub(crate) watchdog: bool,
 }
 
 impl Default for PoolConfig {
@@ -73,6 +74,7 @@ impl Default for PoolConfig {
             failure_backoff: (Duration::from_millis(100), Duration::from_secs(30)),
             servers: Servers::default(),
             handler: None,
+            watchdog: true,
         }
     }
 }
@@ -222,6 +224,24 @@ impl Builder {
         H: rmcp::ClientHandler,
     {
         self.config.handler = Some(HandlerFactory::new(make));
+        self
+    }
+
+    /// Whether stdio servers die with the host process when it dies without
+    /// closing the pool (`kill -9`, the OOM killer, an abort). A small
+    /// `/bin/sh` watchdog process per pool, started with the first stdio
+    /// server, holds a pipe from the host and the list of the servers'
+    /// process groups; when the pipe closes because the host is gone, it
+    /// kills every group it still knows, within milliseconds. Processes that
+    /// left their server's group are not reached that way.
+    ///
+    /// Without it, a server that exits on stdin EOF still ends with the
+    /// host, but one that ignores EOF, and whatever a server started, lives
+    /// on as an orphan.
+    ///
+    /// Defaults to on (Linux and other Unixes with `/bin/sh`).
+    pub fn kill_servers_on_host_exit(mut self, on: bool) -> Self {
+        self.config.watchdog = on;
         self
     }
 

@@ -25,6 +25,7 @@ use crate::{
     session::SessionInner,
     slots::Slots,
     stats::Stats,
+    watchdog::Watchdog,
 };
 
 pub(crate) struct Core {
@@ -40,6 +41,8 @@ pub(crate) struct Core {
     pub(crate) catalogue: Arc<Catalogue>,
     /// What each server answered to the protocol probe.
     pub(crate) eras: Eras,
+    /// Kills the servers' process groups if the host dies.
+    pub(crate) watchdog: Option<Arc<Watchdog>>,
     /// Bounds creations running at once, if the pool has such a bound.
     pub(crate) connecting: Option<Arc<tokio::sync::Semaphore>>,
     /// Origin of the sessions' last-use timestamps.
@@ -49,6 +52,7 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(config: PoolConfig) -> Self {
+        let watchdog = config.watchdog.then(Arc::default);
         let connecting = config
             .max_connecting
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
@@ -64,6 +68,7 @@ impl Core {
             catalogue: Arc::default(),
             eras: Eras::default(),
             connecting,
+            watchdog,
             epoch: Instant::now(),
             next_generation: AtomicU64::new(1),
         }

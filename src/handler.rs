@@ -162,13 +162,14 @@ fn default_info() -> ClientConfig {
 }
 
 /// What the pool itself wants to hear of a session's traffic.
-#[derive(Default)]
 pub(crate) struct Hooks {
     /// Called when the server says a list changed; the catalogue refetches.
     pub(crate) list_changed: Option<Box<dyn Fn() + Send + Sync>>,
-    /// Progress of calls made with [`Session::call_tool_with_progress`]
-    /// (crate::Session::call_tool_with_progress), by token.
+    /// Progress of calls made with `Session::call_tool_with_progress`, by
+    /// token.
     progress: Mutex<Progress>,
+    /// The user's handler, which answers `input_required` rounds too.
+    user: Mutex<Option<Arc<dyn ErasedService>>>,
 }
 
 /// Progress routes, and a few notifications that came before their call
@@ -189,6 +190,20 @@ impl Hooks {
         Self {
             list_changed: Some(Box::new(list_changed)),
             progress: Mutex::default(),
+            user: Mutex::default(),
+        }
+    }
+
+    /// Answers a request of the server, as the session's handler does.
+    pub(crate) async fn answer(
+        &self,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        let user = self.user.lock().clone();
+        match user {
+            Some(user) => user.request(request, context).await,
+            None => ().handle_request(request, context).await,
         }
     }
 
@@ -234,7 +249,7 @@ impl Hooks {
 /// The service a session is served with: the user's handler, with the
 /// pool listening in.
 pub(crate) struct PoolHandler {
-    user: Option<Box<dyn ErasedService>>,
+    user: Option<Arc<dyn ErasedService>>,
     hooks: Arc<Hooks>,
 }
 
@@ -244,10 +259,9 @@ impl PoolHandler {
         cx: &HandlerContext,
         hooks: Arc<Hooks>,
     ) -> Self {
-        Self {
-            user: factory.map(|f| (f.0)(cx)),
-            hooks,
-        }
+        let user: Option<Arc<dyn ErasedService>> = factory.map(|f| Arc::from((f.0)(cx)));
+        *hooks.user.lock() = user.clone();
+        Self { user, hooks }
     }
 }
 

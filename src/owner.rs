@@ -23,6 +23,7 @@ use crate::{
     runtime::KILL_MARGIN,
     session::SessionInner,
     stats::Stats,
+    watchdog::Watchdog,
 };
 
 /// After teardown, how long to let rmcp's service loop finish before
@@ -277,21 +278,23 @@ async fn connect(
             ),
             hooks.clone(),
         );
-        let (mut process, handshake) = match start(config, mode, handler, guard.link.lost.clone()) {
-            Ok(started) => started,
-            Err(source) => {
-                let source = Arc::new(source);
-                let (server, scope) = (server.clone(), scope.clone());
-                return Err((
-                    Error::Spawn {
-                        server,
-                        scope,
-                        source,
-                    },
-                    None,
-                ));
-            }
-        };
+        let watchdog = core.watchdog.clone();
+        let (mut process, handshake) =
+            match start(config, mode, handler, guard.link.lost.clone(), watchdog) {
+                Ok(started) => started,
+                Err(source) => {
+                    let source = Arc::new(source);
+                    let (server, scope) = (server.clone(), scope.clone());
+                    return Err((
+                        Error::Spawn {
+                            server,
+                            scope,
+                            source,
+                        },
+                        None,
+                    ));
+                }
+            };
         tracing::debug!(pid = ?process.as_ref().and_then(ServerProcess::pid), "server started");
         let result = tokio::select! {
             biased;
@@ -351,10 +354,11 @@ fn start(
     mode: ClientLifecycleMode,
     info: PoolHandler,
     lost: Arc<crate::registry::Lost>,
+    watchdog: Option<Arc<Watchdog>>,
 ) -> std::io::Result<(Option<ServerProcess>, Handshake)> {
     Ok(match &config.transport {
         Transport::Stdio(stdio) => {
-            let (process, stdout, stdin) = ServerProcess::spawn(stdio)?;
+            let (process, stdout, stdin) = ServerProcess::spawn(stdio, watchdog)?;
             let handshake = async move {
                 info.serve_with_lifecycle((stdout, stdin), mode)
                     .await

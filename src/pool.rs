@@ -253,6 +253,27 @@ impl SessionPool {
         self.get_session_blocking(server, scope, config)
     }
 
+    /// [`list_tools`](Self::list_tools) with the config registered under
+    /// `server` through [`Builder::servers`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownServer`] if no server has that name; otherwise as
+    /// [`list_tools`](Self::list_tools).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`list_tools`](Self::list_tools).
+    pub async fn tools(&self, server: &str, scope: &str) -> Result<crate::Tools, Error> {
+        let config = self.registered(server, scope)?;
+        self.list_tools(server, scope, config).await
+    }
+
+    /// The servers registered through [`Builder::servers`].
+    pub fn servers(&self) -> &crate::Servers {
+        &self.inner.core.config.servers
+    }
+
     fn registered(&self, server: &str, scope: &str) -> Result<&ServerConfig, Error> {
         self.inner
             .core

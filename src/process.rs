@@ -1,7 +1,7 @@
 //! A stdio server's child process: spawned in its own process group, stderr
 //! drained into `tracing`, torn down within a budget and always reaped.
 
-use std::{io, process::Stdio as StdStdio, time::Duration};
+use std::{io, process::Stdio as StdStdio, sync::Arc, time::Duration};
 
 use nix::{
     sys::signal::{Signal, killpg},
@@ -15,7 +15,10 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use crate::config::{DEFAULT_ENV_VARS, Stdio};
+use crate::{
+    config::{DEFAULT_ENV_VARS, Stdio},
+    watchdog::Watchdog,
+};
 
 /// After `SIGKILL` a process exits at once unless it is stuck in the kernel;
 /// this only stops a teardown from hanging on such a process.
@@ -43,6 +46,8 @@ pub(crate) struct ServerProcess {
     /// killed after the leader was reaped, so `Drop` cannot hit a reused pid.
     group: Option<Pid>,
     stderr: Option<JoinHandle<()>>,
+    /// Kills the group if the host dies; told when the group is gone.
+    watchdog: Option<Arc<Watchdog>>,
     /// The server's descendants seen at the start of teardown, with their
     /// start times: those that left its process group (`setsid`, as a
     /// browser does) are killed by pid.
@@ -51,7 +56,10 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the server. Must run inside the runtime that will own it.
-    pub(crate) fn spawn(cfg: &Stdio) -> io::Result<(Self, ChildStdout, ChildStdin)> {
+    pub(crate) fn spawn(
+        cfg: &Stdio,
+        watchdog: Option<Arc<Watchdog>>,
+    ) -> io::Result<(Self, ChildStdout, ChildStdin)> {
         let mut cmd = Command::new(&cfg.program);
         if !cfg.inherit_env {
             cmd.env_clear();
@@ -75,6 +83,9 @@ impl ServerProcess {
         }
         let mut child = cmd.spawn()?;
         let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+        if let (Some(watchdog), Some(pid)) = (&watchdog, child.id()) {
+            watchdog.watch(pid);
+        }
         let (stdout, stdin) = match (child.stdout.take(), child.stdin.take()) {
             (Some(out), Some(inp)) => (out, inp),
             _ => return Err(io::Error::other("child stdio was not piped")),
@@ -88,6 +99,7 @@ impl ServerProcess {
                 child: Some(child),
                 group,
                 stderr,
+                watchdog,
                 descendants: Vec::new(),
             },
             stdout,
@@ -159,6 +171,9 @@ impl ServerProcess {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if let Some(watchdog) = &self.watchdog {
+                watchdog.forget(group.as_raw() as u32);
             }
         }
         if let Some(mut task) = self.stderr.take() {

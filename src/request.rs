@@ -27,7 +27,10 @@ impl Session {
     /// Calls a tool (`tools/call`).
     ///
     /// A tool that fails on its own terms (`is_error: true` in the result)
-    /// is an `Ok`; the model should see that result.
+    /// is an `Ok`; the model should see that result. A 2026-07-28 server that
+    /// needs input first (`input_required`: an elicitation, a sampling, the
+    /// roots) has it answered by the session's client handler, and the call
+    /// goes on (at most 10 rounds).
     ///
     /// # Errors
     ///
@@ -41,8 +44,8 @@ impl Session {
     /// Cancel safe: dropping the future sends `notifications/cancelled` for
     /// the request, and the session stays usable.
     pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, Error> {
-        self.guard("tools/call", self.peer().call_tool(params))
-            .await
+        let call = crate::mrtr::call_tool(self.peer(), &self.inner.hooks, params);
+        self.guard("tools/call", call).await
     }
 
     /// [`call_tool`](Self::call_tool), with the server's progress reports of
@@ -86,33 +89,42 @@ impl Session {
         let peer = self.peer();
         let session = &*self.inner;
         self.guard("tools/call", async move {
-            let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-            let handle = peer
-                .send_request_with_option(request, PeerRequestOptions::no_options())
-                .await?;
-            let mut abandon = CancelOnDrop {
-                peer,
-                session,
-                id: Some(handle.id.clone()),
-            };
-            let (tx, mut progress) = mpsc::unbounded_channel();
-            let route = Route::new(&session.hooks, handle.progress_token.clone(), tx);
-            let response = handle.await_response();
-            tokio::pin!(response);
-            let result = loop {
-                tokio::select! {
-                    result = &mut response => break result,
-                    Some(report) = progress.recv() => on_progress(report),
+            let mut rounds = crate::mrtr::Rounds::new(params);
+            loop {
+                let request =
+                    ClientRequest::CallToolRequest(CallToolRequest::new(rounds.params.clone()));
+                let handle = peer
+                    .send_request_with_option(request, PeerRequestOptions::no_options())
+                    .await?;
+                let mut abandon = CancelOnDrop {
+                    peer,
+                    session,
+                    id: Some(handle.id.clone()),
+                };
+                let (tx, mut progress) = mpsc::unbounded_channel();
+                let route = Route::new(&session.hooks, handle.progress_token.clone(), tx);
+                let response = handle.await_response();
+                tokio::pin!(response);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut response => break result,
+                        Some(report) = progress.recv() => on_progress(report),
+                    }
+                };
+                drop(route);
+                while let Ok(report) = progress.try_recv() {
+                    on_progress(report);
                 }
-            };
-            drop(route);
-            while let Ok(report) = progress.try_recv() {
-                on_progress(report);
-            }
-            abandon.id = None;
-            match result? {
-                ServerResult::CallToolResult(result) => Ok(result),
-                _ => Err(ServiceError::UnexpectedResponse),
+                abandon.id = None;
+                match result? {
+                    ServerResult::CallToolResult(result) => return Ok(result),
+                    // A 2026-07-28 server needs input first: the session's
+                    // handler answers, and the call goes again.
+                    ServerResult::InputRequiredResult(input) => {
+                        rounds.answer(peer, &session.hooks, input).await?;
+                    }
+                    _ => return Err(ServiceError::UnexpectedResponse),
+                }
             }
         })
         .await

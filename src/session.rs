@@ -73,7 +73,8 @@ impl SessionInner {
             fingerprint,
             hooks,
             previous,
-            told: AtomicBool::new(false),
+            // Nothing to tell (unless a scope takes it as a warm spare).
+            told: AtomicBool::new(previous.is_none() && !crate::registry::is_spare(key)),
             pid,
             busy: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
@@ -144,12 +145,13 @@ impl SessionInner {
 
     /// A handle for a lease already counted in `busy`.
     pub(crate) fn leased(self: &Arc<Self>) -> Session {
-        let replaced = match self.previous() {
-            // Told once, to the first handle of this generation.
-            Some(previous) if !self.told.load(Ordering::Relaxed) => {
-                (!self.told.swap(true, Ordering::Relaxed)).then_some(previous)
-            }
-            _ => None,
+        // Told once, to the first handle of this generation; one load on
+        // the hit path once told.
+        let replaced = if self.told.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.previous()
+                .filter(|_| !self.told.swap(true, Ordering::Relaxed))
         };
         Session {
             inner: self.clone(),

@@ -165,6 +165,72 @@ impl TestServer {
         Ok(format!("{steps} steps"))
     }
 
+    #[tool(
+        description = "Ask the user for their name (an elicitation, in either protocol era) and greet them"
+    )]
+    async fn ask(
+        &self,
+        rmcp::handler::server::tool::InputResponses(answers): rmcp::handler::server::tool::InputResponses,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, String> {
+        use rmcp::model::{
+            CallToolResponse, CallToolResult, ClientResult, ContentBlock, ElicitRequest,
+            ElicitRequestParams, ElicitResult, ElicitationSchema, InputRequest,
+            InputRequiredResult, ServerRequest,
+        };
+        let question = || ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: "What is your name?".to_owned(),
+            requested_schema: ElicitationSchema::builder()
+                .string_property("name", |s| s)
+                .build()
+                .expect("a valid schema"),
+        };
+        let greet = |answer: ElicitResult| {
+            let name = answer
+                .content
+                .as_ref()
+                .and_then(|c| c.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("(declined)")
+                .to_owned();
+            CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(format!(
+                "hello {name}"
+            ))]))
+        };
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| !v.has_initialize());
+        if !modern {
+            // `initialize` era: ask the client with a request of our own.
+            let request = ServerRequest::ElicitRequest(ElicitRequest::new(question()));
+            return match context.peer.send_request(request).await {
+                Ok(ClientResult::ElicitResult(answer)) => Ok(greet(answer)),
+                Ok(other) => Err(format!("not an elicitation result: {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        // 2026-07-28: no server-to-client requests; ask in the result, and
+        // the client calls again with the answer.
+        match answers.and_then(|mut a| a.remove("name")) {
+            Some(answer) => {
+                let answer: ElicitResult =
+                    serde_json::from_value(answer).map_err(|e| e.to_string())?;
+                Ok(greet(answer))
+            }
+            None => {
+                let mut requests = std::collections::BTreeMap::new();
+                requests.insert(
+                    "name".to_owned(),
+                    InputRequest::Elicitation(ElicitRequest::new(question())),
+                );
+                Ok(CallToolResponse::InputRequired(
+                    InputRequiredResult::from_input_requests(requests),
+                ))
+            }
+        }
+    }
+
     #[tool(description = "How many `sleep` calls the client has cancelled")]
     fn cancelled(&self) -> String {
         self.cancelled.load(Ordering::SeqCst).to_string()
