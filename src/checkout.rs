@@ -12,6 +12,7 @@ use crate::{
     CloseReason, Error, HealthCheck, SHARED_SCOPE, ScopePolicy, ServerConfig, Session, SessionPool,
     core::{Core, OwnerGuard, signal_all},
     key::{KeyView, SessionKey},
+    metrics::{self, Gauge},
     owner::OwnerTask,
     registry::{OwnerLink, Pending, Ready, Registry, spare_scope},
     session::SessionInner,
@@ -248,6 +249,7 @@ impl SessionPool {
                 waiters,
             },
         );
+        metrics::gauge(Gauge::Creating, &key.server, 1.0);
         Create {
             key,
             link,
@@ -292,6 +294,7 @@ impl SessionPool {
                 };
                 let session = live.session.lease();
                 Stats::bump(&core.stats.hits);
+                metrics::reused(server);
                 tracing::trace!(
                     server,
                     scope,
@@ -327,6 +330,7 @@ impl SessionPool {
                 pending.waiters += 1;
             }
             Stats::bump(&core.stats.joined);
+            metrics::joined(server);
             return Ok(Look::Done(Step::Join(
                 ready,
                 JoinTicket {
@@ -355,6 +359,7 @@ impl SessionPool {
             && let Some(session) = reg.adopt_spare(k, config.fingerprint())
         {
             Stats::bump(&core.stats.hits);
+            metrics::reused(server);
             tracing::debug!(
                 server,
                 scope,

@@ -21,6 +21,7 @@ use crate::{
     catalogue::Catalogue,
     key::{KeyView, SessionKey},
     lifecycle::Eras,
+    metrics::{self, Gauge},
     registry::{Live, OwnerLink, Registry, is_spare},
     session::SessionInner,
     slots::Slots,
@@ -98,6 +99,8 @@ impl Core {
                     reg.gone.pop(k);
                     session.reserve(waiters);
                     reg.live.push(key.clone(), Live { session, link });
+                    metrics::gauge(Gauge::Creating, &key.server, -1.0);
+                    metrics::gauge(Gauge::Live, &key.server, 1.0);
                     if is_spare(key) {
                         // The first to go when room is needed.
                         reg.live.demote(k);
@@ -147,6 +150,7 @@ impl Core {
     /// A creation failed: free its slot, and hold further attempts off.
     pub(crate) fn fail(&self, key: &SessionKey, generation: u64, error: &Error) {
         Stats::bump(&self.stats.creation_failures);
+        metrics::creation_failed(&key.server);
         let evicted = {
             let mut reg = self.registry.lock();
             // Closing until its process is gone: the slot frees when the
@@ -278,6 +282,7 @@ impl Drop for OwnerGuard {
             );
             if self.established {
                 self.core.stats.closed(CloseReason::RuntimeGone);
+                metrics::closed(&self.key.server, CloseReason::RuntimeGone, None);
             }
             self.link.reason.set(CloseReason::RuntimeGone);
             self.link.ended.cancel();
@@ -285,7 +290,9 @@ impl Drop for OwnerGuard {
         // Its process is gone (or was never started): the slot is free.
         let evicted = {
             let mut reg = self.core.registry.lock();
-            reg.closing.remove(&self.link.generation);
+            if reg.closing.remove(&self.link.generation).is_some() {
+                metrics::gauge(Gauge::Closing, &self.key.server, -1.0);
+            }
             reg.orphans.retain(|g| *g != self.link.generation);
             reg.pump(&self.core.slots, self.core.config.max_sessions)
         };

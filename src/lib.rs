@@ -58,6 +58,7 @@ mod handler;
 mod http;
 mod key;
 mod lifecycle;
+mod metrics;
 mod mrtr;
 mod owner;
 mod pool;

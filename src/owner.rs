@@ -19,6 +19,7 @@ use crate::{
     config::Transport,
     core::OwnerGuard,
     handler::{Hooks, PoolHandler},
+    metrics,
     process::{Exit, ServerProcess},
     runtime::KILL_MARGIN,
     session::SessionInner,
@@ -126,6 +127,7 @@ impl OwnerTask {
         ));
         if !core.promote(&guard.key, session.clone(), guard.link.clone()) {
             Stats::bump(&core.stats.creation_failures);
+            metrics::creation_failed(&guard.key.server);
             guard.answer(Err(Error::ClosedWhileConnecting {
                 server: guard.key.server.clone(),
                 scope: guard.key.scope.clone(),
@@ -137,6 +139,7 @@ impl OwnerTask {
             return;
         }
         guard.established = true;
+        metrics::created(&guard.key.server, started.elapsed());
         tracing::info!(elapsed = ?started.elapsed(), replaced = ?previous, "session created");
         guard.answer(Ok(session.clone()));
 
@@ -188,6 +191,7 @@ impl OwnerTask {
         core.stats.closed(reason);
         guard.established = false;
         let elapsed = teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
+        metrics::closed(&guard.key.server, reason, Some(elapsed));
         tracing::info!(?reason, teardown = ?elapsed, "session closed");
         guard.finish();
     }
@@ -416,6 +420,8 @@ async fn teardown(
     match exit {
         Some(Exit::Killed) => {
             Stats::bump(&core.stats.teardown_failures);
+            metrics::teardown_failed(&guard.key.server);
+            metrics::teardown_failed(&guard.key.server);
             tracing::warn!(
                 ?elapsed,
                 "server ignored stdin EOF and SIGTERM within the close timeout; killed"
@@ -429,6 +435,7 @@ async fn teardown(
     }
     if !service_done {
         Stats::bump(&core.stats.teardown_failures);
+        metrics::teardown_failed(&guard.key.server);
         tracing::warn!(
             ?elapsed,
             "MCP service did not stop within the close timeout; detached"

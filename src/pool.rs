@@ -134,7 +134,9 @@ impl SessionPool {
                 // owner task runs on whether or not anyone awaits it.
                 Step::Join(ready, ticket) => {
                     // Out of the slot queue: the creation has a slot.
-                    queued = None;
+                    if let Some(waited) = queued.take() {
+                        crate::metrics::slot_wait(server, waited.since.elapsed());
+                    }
                     let created = ready.await?;
                     if let Some(session) = self.claim(&created, ticket) {
                         return Ok(session);

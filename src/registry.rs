@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     CloseReason, Error, Session,
     key::{KeyView, SessionKey},
+    metrics::{self, Gauge},
     reason::ReasonCell,
     session::SessionInner,
     slots::{Grant, Serve, Slots},
@@ -369,6 +370,7 @@ impl Registry {
     }
 
     fn retire(&mut self, key: SessionKey, link: &OwnerLink) {
+        metrics::gauge(Gauge::Closing, &key.server, 1.0);
         self.closing.insert(link.generation, (key, link.clone()));
     }
 
@@ -390,6 +392,7 @@ impl Registry {
         reason: CloseReason,
     ) -> Option<OwnerLink> {
         let (key, live) = self.live.pop_entry(k)?;
+        metrics::gauge(Gauge::Live, &key.server, -1.0);
         live.link.reason.set(reason);
         self.gone.put(key.clone(), reason);
         self.retire(key, &live.link);
@@ -435,6 +438,7 @@ impl Registry {
             .is_some_and(|p| p.link.generation == generation)
         {
             self.inflight.remove(k);
+            metrics::gauge(Gauge::Creating, &key.server, -1.0);
             return true;
         }
         false
@@ -452,6 +456,7 @@ impl Registry {
             return false;
         }
         if let Some((key, pending)) = self.inflight.remove_entry(k) {
+            metrics::gauge(Gauge::Creating, &key.server, -1.0);
             self.retire(key, &pending.link);
         }
         true
@@ -505,6 +510,7 @@ impl Registry {
             .collect();
         for key in pending {
             if let Some((key, p)) = self.inflight.remove_entry(&key as &dyn KeyView) {
+                metrics::gauge(Gauge::Creating, &key.server, -1.0);
                 p.link.reason.set(CloseReason::Explicit);
                 self.retire(key, &p.link);
                 taken.push(p.link);

@@ -19,6 +19,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{self, Gauge};
+
 /// A slot handed to a waiting caller.
 #[derive(Debug)]
 pub(crate) enum Grant {
@@ -103,6 +105,7 @@ impl Slots {
         let mut queue = self.queue.lock();
         queue.push_back(waiter.clone());
         self.waiting.store(queue.len(), Ordering::SeqCst);
+        metrics::gauge(Gauge::Waiting, &waiter.server, 1.0);
         waiter
     }
 
@@ -113,6 +116,7 @@ impl Slots {
         if let Some(i) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
             queue.remove(i);
             self.waiting.store(queue.len(), Ordering::SeqCst);
+            metrics::gauge(Gauge::Waiting, &waiter.server, -1.0);
         }
     }
 
@@ -143,6 +147,7 @@ impl Slots {
                 Serve::Grant(grant) => {
                     let waiter = queue.remove(i).expect("index in range");
                     self.waiting.store(queue.len(), Ordering::SeqCst);
+                    metrics::gauge(Gauge::Waiting, &waiter.server, -1.0);
                     drop(queue);
                     *waiter.grant.lock() = Some(grant);
                     waiter.notify.notify_one();
