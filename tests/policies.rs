@@ -7,12 +7,10 @@ mod common;
 
 use std::{
     num::NonZeroUsize,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
@@ -22,67 +20,16 @@ use mcp_session_pool::{
     CloseReason, Error, OwnerRuntime, Protocol, SHARED_SCOPE, ScopePolicy, ServerConfig,
     SessionPool,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// A client end that counts the `server/discover` requests written to it.
-struct Counting {
-    inner: tokio::io::DuplexStream,
-    probes: Arc<AtomicUsize>,
-}
-
-impl AsyncRead for Counting {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counting {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let probes = buf
-            .windows(b"server/discover".len())
-            .filter(|w| *w == b"server/discover")
-            .count();
-        self.probes.fetch_add(probes, Ordering::SeqCst);
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// The in-process server (of the `initialize` era only, if `legacy`),
 /// counting the `server/discover` requests it is sent.
 fn probed_server(legacy: bool) -> (ServerConfig, Arc<AtomicUsize>) {
-    let probes = Arc::new(AtomicUsize::new(0));
-    let counter = probes.clone();
-    let cfg = ServerConfig::connector(move || {
-        let probes = counter.clone();
-        let server = if legacy {
-            test_server::TestServer::legacy_only()
-        } else {
-            test_server::TestServer::new()
-        };
-        async move {
-            Ok(Counting {
-                inner: test_server::spawn_in_process_with(server),
-                probes,
-            })
-        }
-    });
-    (cfg, probes)
+    let make = if legacy {
+        test_server::TestServer::legacy_only
+    } else {
+        test_server::TestServer::new
+    };
+    common::counting_in_process(make, b"server/discover")
 }
 
 fn probed() -> (ServerConfig, Arc<AtomicUsize>) {

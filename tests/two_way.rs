@@ -6,12 +6,10 @@
 mod common;
 
 use std::{
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
@@ -29,58 +27,9 @@ use mcp_session_pool::{
     },
 };
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// A client end that counts the `tools/list` requests written to it.
-struct Counting {
-    inner: tokio::io::DuplexStream,
-    lists: Arc<AtomicUsize>,
-}
-
-impl AsyncRead for Counting {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counting {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let needle = b"\"tools/list\"";
-        let n = buf.windows(needle.len()).filter(|w| w == needle).count();
-        self.lists.fetch_add(n, Ordering::SeqCst);
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 fn listing_server() -> (ServerConfig, Arc<AtomicUsize>) {
-    let lists = Arc::new(AtomicUsize::new(0));
-    let counter = lists.clone();
-    let cfg = ServerConfig::connector(move || {
-        let lists = counter.clone();
-        async move {
-            Ok(Counting {
-                inner: test_server::spawn_in_process(),
-                lists,
-            })
-        }
-    });
-    (cfg, lists)
+    common::counting_in_process(test_server::TestServer::new, b"\"tools/list\"")
 }
 
 fn on_test_runtime() -> SessionPool {

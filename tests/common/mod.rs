@@ -249,3 +249,71 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A client end that counts how often `needle` is written to it: the
+/// requests of one method a server was sent, seen from the wire.
+pub struct Counting {
+    inner: tokio::io::DuplexStream,
+    needle: &'static [u8],
+    seen: Arc<AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for Counting {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counting {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf
+            .windows(self.needle.len())
+            .filter(|w| *w == self.needle)
+            .count();
+        self.seen.fetch_add(n, Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The in-process server made by `make`, behind a connector whose client
+/// end counts the writes of `needle` (say `"server/discover"`).
+pub fn counting_in_process(
+    make: fn() -> test_server::TestServer,
+    needle: &'static [u8],
+) -> (ServerConfig, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let cfg = ServerConfig::connector(move || {
+        let seen = counter.clone();
+        async move {
+            Ok(Counting {
+                inner: test_server::spawn_in_process_with(make()),
+                needle,
+                seen,
+            })
+        }
+    });
+    (cfg, seen)
+}
