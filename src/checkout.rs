@@ -14,7 +14,7 @@ use crate::{
     key::{KeyView, SessionKey},
     metrics::{self, Gauge},
     owner::OwnerTask,
-    registry::{OwnerLink, Pending, Ready, Registry, spare_scope},
+    registry::{OwnerLink, Pending, Ready, Registry},
     session::SessionInner,
     slots::Waiter,
     stats::Stats,
@@ -134,37 +134,43 @@ impl SessionPool {
         let look = {
             let mut reg = core.registry.lock();
             let look = self.look(&mut reg, &view, config, queued, &mut to_signal);
-            if look.is_ok()
+            // Not on hits: only a new scope (a creation, or a spare taken)
+            // can need another spare.
+            if matches!(look, Ok(Look::Create(_) | Look::Adopted(_)))
                 && config.policy.warm_spares > 0
                 && config.policy.scope == ScopePolicy::PerScope
             {
-                self.top_up_spares(&mut reg, server, config, &mut spares);
+                self.top_up_spares(&mut reg, server, config, &mut to_signal, &mut spares);
             }
             look
         };
         signal_all(&to_signal);
+        let step = match look {
+            Err(e) => Err(e),
+            Ok(Look::Done(step) | Look::Adopted(step)) => Ok(step),
+            Ok(Look::Create(create)) => {
+                let (key, generation, ready) = (
+                    create.key.clone(),
+                    create.link.generation,
+                    create.ready.clone(),
+                );
+                // The caller's creation first, then the spares.
+                self.spawn_owner(*create, config);
+                Ok(Step::Join(
+                    ready,
+                    JoinTicket {
+                        core,
+                        key,
+                        generation,
+                        claimed: false,
+                    },
+                ))
+            }
+        };
         for spare in spares {
             self.spawn_owner(spare, config);
         }
-        let create = match look? {
-            Look::Done(step) => return Ok(step),
-            Look::Create(create) => create,
-        };
-        let (key, generation, ready) = (
-            create.key.clone(),
-            create.link.generation,
-            create.ready.clone(),
-        );
-        self.spawn_owner(create, config);
-        Ok(Step::Join(
-            ready,
-            JoinTicket {
-                core,
-                key,
-                generation,
-                claimed: false,
-            },
-        ))
+        step
     }
 
     /// Starts a creation's owner task on the owner runtime.
@@ -198,9 +204,22 @@ impl SessionPool {
         reg: &mut Registry,
         server: &str,
         config: &ServerConfig,
+        to_signal: &mut Vec<OwnerLink>,
         spares: &mut Vec<Create>,
     ) {
         let core = &*self.inner.core;
+        let fingerprint = config.fingerprint();
+        // Spares of an earlier config would never be taken: close them.
+        to_signal.extend(reg.drop_stale_spares(server, fingerprint));
+        // Spares that fail to start back off like any key.
+        let backoff = SessionKey::spares_of(server);
+        if reg
+            .backoff
+            .get(&backoff as &dyn KeyView)
+            .is_some_and(|b| Instant::now() < b.until)
+        {
+            return;
+        }
         let have = reg.spares_of(server);
         for _ in have..config.policy.warm_spares {
             if core.slots.waiting()
@@ -209,10 +228,7 @@ impl SessionPool {
                 return;
             }
             let generation = core.next_generation();
-            let key = SessionKey {
-                server: server.into(),
-                scope: spare_scope(generation),
-            };
+            let key = SessionKey::spare(server, generation);
             spares.push(self.create(reg, key, generation, 0, Vec::new(), None));
         }
     }
@@ -354,8 +370,11 @@ impl SessionPool {
         }
 
         // A warm spare, made for a new scope like this one.
+        // Not while an earlier server of the key is still closing: a key
+        // never has two servers.
         if config.policy.warm_spares > 0
             && config.policy.scope == ScopePolicy::PerScope
+            && reg.closing_of(k).is_empty()
             && let Some(session) = reg.adopt_spare(k, config.fingerprint())
         {
             Stats::bump(&core.stats.hits);
@@ -366,7 +385,7 @@ impl SessionPool {
                 generation = session.generation(),
                 "warm spare taken"
             );
-            return Ok(Look::Done(Step::Hit(session)));
+            return Ok(Look::Adopted(Step::Hit(session)));
         }
 
         // A slot: one handed to this caller in the queue; a free (or
@@ -420,7 +439,7 @@ impl SessionPool {
         if core.slots.waiting() {
             to_signal.extend(reg.pump(&core.slots, max));
         }
-        Ok(Look::Create(create))
+        Ok(Look::Create(Box::new(create)))
     }
 
     /// A live session of `server` made from the config with `fingerprint`,
@@ -458,7 +477,10 @@ impl SessionPool {
 
 enum Look<'a> {
     Done(Step<'a>),
-    Create(Create),
+    /// A warm spare taken by a new scope.
+    Adopted(Step<'a>),
+    /// Boxed: rare, and large next to the hit path's `Done`.
+    Create(Box<Create>),
 }
 
 /// A creation decided under the lock, to start after unlocking.

@@ -31,6 +31,14 @@ type ConnectFn = dyn Fn() -> ConnectFuture + Send + Sync;
 /// Cheap to clone. `Debug` prints environment variable names but never their
 /// values, so a config can be logged without leaking secrets.
 ///
+/// A key asked for with a changed config (command, arguments, environment,
+/// working directory, URL, headers, or any policy setting) gets a new session
+/// once the calls on the old one are done
+/// ([`CloseReason::ConfigChanged`](crate::CloseReason::ConfigChanged)). A
+/// different connector or client handler closure is not told apart (closures
+/// cannot be compared, and a tool wrapper may rebuild its config per call):
+/// close the key to apply one.
+///
 /// ```
 /// use mcp_session_pool::ServerConfig;
 ///
@@ -325,7 +333,7 @@ impl ServerConfig {
         *self.fingerprint.get_or_init(|| {
             let mut h = std::hash::DefaultHasher::new();
             self.policy.hash(&mut h);
-            self.handler.as_ref().map(HandlerFactory::ptr).hash(&mut h);
+            self.handler.is_some().hash(&mut h);
             match &self.transport {
                 Transport::Stdio(s) => {
                     0u8.hash(&mut h);
@@ -335,10 +343,9 @@ impl ServerConfig {
                     1u8.hash(&mut h);
                     (&x.url, &x.headers, &x.bearer).hash(&mut h);
                 }
-                Transport::Connector(c) => {
-                    2u8.hash(&mut h);
-                    (Arc::as_ptr(c) as *const () as usize).hash(&mut h);
-                }
+                // A closure cannot be compared: a config rebuilt with a new
+                // one (per call, say) is the same config.
+                Transport::Connector(_) => 2u8.hash(&mut h),
             }
             h.finish()
         })

@@ -128,22 +128,24 @@ impl Core {
     ///
     /// The slot still counts toward the bound until the owner is done; its
     /// `OwnerGuard` then frees it and wakes waiting callers.
-    pub(crate) fn remove(&self, key: &SessionKey, generation: u64, reason: CloseReason) {
-        self.registry
-            .lock()
-            .remove_generation(key, generation, reason);
+    /// `key` is the one the session was made under: a warm spare's current
+    /// key is read under the lock, where adoption changes it.
+    pub(crate) fn remove(&self, key: &SessionKey, link: &OwnerLink, reason: CloseReason) {
+        let mut reg = self.registry.lock();
+        reg.remove_generation(&link.current_key(key), link.generation, reason);
     }
 
     /// Removes an established session for `reason` if nobody is using it.
     /// Decided under the lock, where sessions are handed out, so a session is
     /// never expired just as a caller gets it.
-    pub(crate) fn expire(&self, key: &SessionKey, generation: u64, reason: CloseReason) -> bool {
+    pub(crate) fn expire(&self, key: &SessionKey, link: &OwnerLink, reason: CloseReason) -> bool {
         let mut reg = self.registry.lock();
-        let k: &dyn KeyView = key;
+        let key = link.current_key(key);
+        let k: &dyn KeyView = &key;
         let idle = reg
             .live
             .peek(k)
-            .is_some_and(|l| l.link.generation == generation && l.session.busy() == 0);
+            .is_some_and(|l| l.link.generation == link.generation && l.session.busy() == 0);
         idle && reg.remove_live(k, reason).is_some()
     }
 
@@ -159,7 +161,13 @@ impl Core {
                 && !matches!(error, Error::ClosedWhileConnecting { .. })
             {
                 let (initial, max) = self.config.failure_backoff;
-                reg.record_failure(key, error.clone(), initial, max);
+                // A spare's key is used once: its server's spares back off.
+                let backoff = if key.spare {
+                    SessionKey::spares_of(&key.server)
+                } else {
+                    key.clone()
+                };
+                reg.record_failure(&backoff, error.clone(), initial, max);
             }
             // Its waiters may have queued callers of the same key behind them.
             reg.pump(&self.slots, self.config.max_sessions)
@@ -254,11 +262,6 @@ impl OwnerGuard {
         }
     }
 
-    /// The key of the session now: a warm spare's moves to its scope's.
-    pub(crate) fn current_key(&self) -> SessionKey {
-        self.link.current_key(&self.key)
-    }
-
     /// The owner ran to its end (as opposed to being dropped with its runtime).
     pub(crate) fn finish(mut self) {
         self.finished = true;
@@ -275,11 +278,8 @@ impl Drop for OwnerGuard {
                 "session lost: its owner task ended early (it panicked, or the runtime \
                  hosting it shut down); the next call creates a new session"
             );
-            self.core.remove(
-                &self.current_key(),
-                self.link.generation,
-                CloseReason::RuntimeGone,
-            );
+            self.core
+                .remove(&self.key, &self.link, CloseReason::RuntimeGone);
             if self.established {
                 self.core.stats.closed(CloseReason::RuntimeGone);
                 metrics::closed(&self.key.server, CloseReason::RuntimeGone, None);

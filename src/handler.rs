@@ -134,10 +134,6 @@ impl HandlerFactory {
     {
         Self(Arc::new(move |cx| Box::new(make(cx))))
     }
-
-    pub(crate) fn ptr(&self) -> usize {
-        Arc::as_ptr(&self.0) as *const () as usize
-    }
 }
 
 impl PartialEq for HandlerFactory {

@@ -15,6 +15,9 @@ use std::{
 pub(crate) struct SessionKey {
     pub(crate) server: Arc<str>,
     pub(crate) scope: Arc<str>,
+    /// A warm spare's key, which no caller's `(server, scope)` can name,
+    /// whatever the scope says.
+    pub(crate) spare: bool,
 }
 
 impl SessionKey {
@@ -22,6 +25,25 @@ impl SessionKey {
         Self {
             server: server.into(),
             scope: scope.into(),
+            spare: false,
+        }
+    }
+
+    /// The key under which `server`'s spares that failed to start back off.
+    pub(crate) fn spares_of(server: &str) -> Self {
+        Self {
+            server: server.into(),
+            scope: "(spares)".into(),
+            spare: true,
+        }
+    }
+
+    /// The key of a warm spare of `server`, made as `generation`.
+    pub(crate) fn spare(server: &str, generation: u64) -> Self {
+        Self {
+            server: server.into(),
+            scope: format!("(spare {generation})").into(),
+            spare: true,
         }
     }
 }
@@ -30,11 +52,20 @@ impl SessionKey {
 /// both `SessionKey` and `(&str, &str)` hash and compare through it.
 pub(crate) trait KeyView {
     fn parts(&self) -> (&str, &str);
+
+    /// Whether it is a warm spare's key; a caller's never is.
+    fn spare(&self) -> bool {
+        false
+    }
 }
 
 impl KeyView for SessionKey {
     fn parts(&self) -> (&str, &str) {
         (&self.server, &self.scope)
+    }
+
+    fn spare(&self) -> bool {
+        self.spare
     }
 }
 
@@ -47,13 +78,13 @@ impl KeyView for (&str, &str) {
 impl Hash for dyn KeyView + '_ {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // `str`'s Hash writes a terminator, so the pair hashes unambiguously.
-        self.parts().hash(state);
+        (self.parts(), self.spare()).hash(state);
     }
 }
 
 impl PartialEq for dyn KeyView + '_ {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        self.parts() == other.parts() && self.spare() == other.spare()
     }
 }
 
@@ -67,7 +98,7 @@ impl Hash for SessionKey {
 
 impl PartialEq for SessionKey {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        self.parts() == other.parts() && self.spare == other.spare
     }
 }
 
@@ -90,6 +121,15 @@ mod tests {
         map.insert(SessionKey::new("browser", "t1"), 1);
         assert_eq!(map.get(&("browser", "t1") as &dyn KeyView), Some(&1));
         assert_eq!(map.get(&("browser", "t2") as &dyn KeyView), None);
+    }
+
+    #[test]
+    fn a_callers_scope_never_names_a_spare() {
+        let mut map = HashMap::new();
+        let spare = SessionKey::spare("srv", 1);
+        map.insert(spare.clone(), 1);
+        assert_eq!(map.get(&("srv", &*spare.scope) as &dyn KeyView), None);
+        assert_eq!(map.get(&spare as &dyn KeyView), Some(&1));
     }
 
     #[test]

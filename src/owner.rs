@@ -158,13 +158,27 @@ impl OwnerTask {
             };
             tokio::select! {
                 biased;
-                _ = close.cancelled() => break guard.link.reason.get().unwrap_or(CloseReason::PoolDropped),
+                _ = close.cancelled() => break match guard.link.reason.get() {
+                    Some(reason) => reason,
+                    // The pool's own signal: nobody took it out of the
+                    // registry, so it leaves by itself.
+                    None => {
+                        core.remove(&guard.key, &guard.link, CloseReason::PoolDropped);
+                        CloseReason::PoolDropped
+                    }
+                },
                 _ = &mut waiting => break died(&guard, "service ended"),
                 _ = exited(process.as_mut()) => break died(&guard, "server process exited"),
                 _ = guard.link.lost.tripped() => break died(&guard, "transport lost the session"),
                 _ = session.released.notified(), if busy => {}
-                // Taken out already: end once its last caller lets go.
-                _ = guard.link.retire.cancelled(), if !busy => break CloseReason::ConfigChanged,
+                // Taken out already: end once its last caller lets go. The
+                // `busy` read above may be stale (a caller leased it since),
+                // so look again; a release wakes this loop.
+                _ = guard.link.retire.cancelled(), if !busy => {
+                    if session.busy() == 0 {
+                        break CloseReason::ConfigChanged;
+                    }
+                }
                 _ = sleep_until(wake.unwrap_or(started)), if wake.is_some() => {
                     let now = Instant::now();
                     let expired = if life_at.is_some_and(|t| t <= now) {
@@ -175,7 +189,7 @@ impl OwnerTask {
                         continue;
                     };
                     // Fails if a caller took the session meanwhile.
-                    if core.expire(&guard.current_key(), guard.link.generation, expired) {
+                    if core.expire(&guard.key, &guard.link, expired) {
                         tracing::info!(reason = ?expired, "session expired");
                         break expired;
                     }
@@ -200,11 +214,9 @@ impl OwnerTask {
 fn died(guard: &OwnerGuard, what: &'static str) -> CloseReason {
     // Out of the registry before anything else, so no caller gets a dead
     // session while it is torn down.
-    guard.core.remove(
-        &guard.current_key(),
-        guard.link.generation,
-        CloseReason::Died,
-    );
+    guard
+        .core
+        .remove(&guard.key, &guard.link, CloseReason::Died);
     tracing::info!(cause = what, "session died");
     CloseReason::Died
 }
@@ -420,7 +432,6 @@ async fn teardown(
     match exit {
         Some(Exit::Killed) => {
             Stats::bump(&core.stats.teardown_failures);
-            metrics::teardown_failed(&guard.key.server);
             metrics::teardown_failed(&guard.key.server);
             tracing::warn!(
                 ?elapsed,

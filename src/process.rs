@@ -216,14 +216,20 @@ impl Drop for ServerProcess {
         // children: reap it here, off the dropping thread, so no zombie
         // waits for some later spawn.
         if let Some(mut child) = self.child.take() {
+            let (watchdog, group) = (self.watchdog.clone(), self.group);
             let reap = move || {
                 let deadline = std::time::Instant::now() + REAP_AFTER_KILL;
                 while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                if let (Some(watchdog), Some(group), Ok(Some(_))) =
+                    (watchdog, group, child.try_wait())
+                {
+                    watchdog.forget(group.as_raw() as u32);
+                }
             };
             if let Err(e) = std::thread::Builder::new()
-                .name("mcp-session-pool-reap".into())
+                .name("mcp-pool-reap".into())
                 .spawn(reap)
             {
                 tracing::warn!(%e, "could not start a thread to reap a server process");

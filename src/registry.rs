@@ -57,16 +57,8 @@ pub(crate) struct Adoption {
     pub(crate) previous: Option<CloseReason>,
 }
 
-/// The scope under which a warm spare waits, by its generation. Never a
-/// caller's scope: it starts with a character no caller's scope needs.
-pub(crate) fn spare_scope(generation: u64) -> Arc<str> {
-    format!("{SPARE_PREFIX}{generation})").into()
-}
-
-pub(crate) const SPARE_PREFIX: &str = "(spare ";
-
 pub(crate) fn is_spare(key: &SessionKey) -> bool {
-    key.scope.starts_with(SPARE_PREFIX)
+    key.spare
 }
 
 /// A session's transport has lost it. An atomic for the `get_session` hit
@@ -113,6 +105,7 @@ impl OwnerLink {
             Some(adoption) => SessionKey {
                 server: key.server.clone(),
                 scope: adoption.scope.clone(),
+                spare: false,
             },
             None => key.clone(),
         }
@@ -282,6 +275,23 @@ impl Registry {
             && server_max.is_none_or(|m| self.server_len(server) < m)
     }
 
+    /// Takes out `server`'s ready spares made from another config than the
+    /// one with `fingerprint`; returns their owners, to be signalled.
+    pub(crate) fn drop_stale_spares(&mut self, server: &str, fingerprint: u64) -> Vec<OwnerLink> {
+        let stale: Vec<SessionKey> = self
+            .live
+            .iter()
+            .filter(|(k, l)| {
+                k.spare && &*k.server == server && l.session.fingerprint != fingerprint
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        stale
+            .iter()
+            .filter_map(|k| self.remove_live(k as &dyn KeyView, CloseReason::ConfigChanged))
+            .collect()
+    }
+
     /// Warm spares of `server`, ready or being made.
     pub(crate) fn spares_of(&self, server: &str) -> usize {
         let spare = |k: &SessionKey| &*k.server == server && is_spare(k);
@@ -379,7 +389,7 @@ impl Registry {
         let parts = k.parts();
         self.closing
             .values()
-            .filter(|(key, _)| key.parts() == parts)
+            .filter(|(key, _)| !key.spare && key.parts() == parts)
             .map(|(_, link)| link.done.clone())
             .collect()
     }

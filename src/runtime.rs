@@ -90,7 +90,7 @@ impl Host {
             // block a worker; the teardowns finish on a thread of their own.
             let core = core.clone();
             let waiter = std::thread::Builder::new()
-                .name("mcp-session-pool-shutdown".into())
+                .name("mcp-pool-shutdown".into())
                 .spawn(move || {
                     if !core.owners.wait_zero(bound) {
                         tracing::warn!(

@@ -102,7 +102,7 @@ impl Drop for Watchdog {
             }
         };
         if let Err(e) = std::thread::Builder::new()
-            .name("mcp-session-pool-reap".into())
+            .name("mcp-pool-reap".into())
             .spawn(reap)
         {
             tracing::warn!(%e, "could not start a thread to reap the watchdog");

@@ -421,3 +421,127 @@ async fn close_all_closes_warm_spares() {
     assert_eq!(pool.close_all().await, 3);
     servers.assert_none_alive();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_waits_for_a_caller_that_took_the_session_after_it_idled() {
+    let pool = on_test_runtime();
+    let (cfg, _) = common::in_process();
+    drop(pool.get_session("srv", "t", &cfg).await.unwrap());
+    // The owner has seen the session idle before this caller takes it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = pool.get_session("srv", "t", &cfg).await.unwrap();
+    let changed = cfg.clone().call_timeout(Duration::from_secs(60));
+    let replacing = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            pool.get_session("srv", "t", &changed)
+                .await
+                .map(|s| s.generation())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        increment(&held).await,
+        1,
+        "the caller finishes its work first"
+    );
+    let old = held.generation();
+    drop(held);
+    assert_ne!(replacing.await.unwrap().unwrap(), old);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_config_rebuilt_per_call_with_a_handler_keeps_its_session() {
+    let pool = on_test_runtime();
+    let (base, connects) = common::in_process();
+    let make = || {
+        base.clone()
+            .client_handler(|_: &mcp_session_pool::HandlerContext| ())
+    };
+    let first = make();
+    let s = pool.get_session("srv", "t", &first).await.unwrap();
+    assert_eq!(increment(&s).await, 1);
+    let generation = s.generation();
+    drop(s);
+    let again = pool.get_session("srv", "t", &make()).await.unwrap();
+    assert_eq!(again.generation(), generation);
+    assert_eq!(increment(&again).await, 2);
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_scope_that_looks_like_a_spares_is_never_handed_to_another_scope() {
+    let pool = on_test_runtime();
+    let (cfg, _) = common::in_process();
+    let cfg = cfg.warm_spares(1);
+    let a = pool.get_session("srv", "(spare 1)", &cfg).await.unwrap();
+    assert_eq!(increment(&a).await, 1);
+    let taken = a.generation();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let b = pool.get_session("srv", "thread-b", &cfg).await.unwrap();
+    assert_ne!(b.generation(), taken, "two scopes share one session");
+    assert_eq!(increment(&b).await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spares_of_an_earlier_config_make_way_for_the_current_ones() {
+    let pool = on_test_runtime();
+    let (base, connects) = common::in_process();
+    let old = base.clone().warm_spares(1);
+    let _a = pool.get_session("srv", "A", &old).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pool.status().live, 2, "A and its spare");
+    let new = base.warm_spares(1).call_timeout(Duration::from_secs(60));
+    let _b = pool.get_session("srv", "B", &new).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        pool.status().closed(CloseReason::ConfigChanged),
+        1,
+        "the old spare"
+    );
+    let before = connects.load(Ordering::SeqCst);
+    let c = pool.get_session("srv", "C", &new).await.unwrap();
+    assert_eq!(
+        connects.load(Ordering::SeqCst),
+        before,
+        "C took a spare of the current config"
+    );
+    assert_eq!(increment(&c).await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spares_that_fail_to_start_back_off() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (d, n) = (down.clone(), attempts.clone());
+    let cfg = ServerConfig::connector(move || {
+        n.fetch_add(1, Ordering::SeqCst);
+        let down = d.load(Ordering::SeqCst);
+        async move {
+            if down {
+                Err(std::io::Error::other("no more instances"))
+            } else {
+                Ok(test_server::spawn_in_process())
+            }
+        }
+    })
+    .warm_spares(1);
+    let pool = on_test_runtime();
+    drop(pool.get_session("srv", "a", &cfg).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "a and a spare");
+    down.store(true, Ordering::SeqCst);
+    // b takes the spare; its replacement fails and backs off.
+    drop(pool.get_session("srv", "b", &cfg).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    for _ in 0..20 {
+        drop(pool.get_session("srv", "b", &cfg).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // A new scope's own creation is one attempt; no spare comes with it.
+    assert!(pool.get_session("srv", "c", &cfg).await.is_err());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+}
