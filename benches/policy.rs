@@ -5,7 +5,8 @@
 //!   same call on the session's raw rmcp peer, in alternating blocks on one
 //!   session (the ratio is printed);
 //! - `new_scope_first_call`: `get_session` of a never-seen scope plus one
-//!   call, with and without a warm spare (stdio test server);
+//!   call, with and without a warm spare (stdio test server), and the
+//!   `get_session` alone (`*_get_only`);
 //! - `connect_legacy_server`: creating a session of a server that knows only
 //!   `initialize`, with `Protocol::Legacy` and with an `Auto` probe each time
 //!   (each iteration uses a fresh server name, so nothing is remembered), and
@@ -128,7 +129,7 @@ fn new_scope_first_call(c: &mut Criterion, rt: &Runtime) {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    for spares in [0, 1] {
+    for (spares, get_only) in [(0, false), (1, false), (0, true), (1, true)] {
         let pool = SessionPool::builder().build().expect("pool");
         let cfg = ServerConfig::stdio(&bin)
             .protocol(Protocol::Legacy)
@@ -138,10 +139,11 @@ fn new_scope_first_call(c: &mut Criterion, rt: &Runtime) {
         rt.block_on(async {
             pool.get_session("srv", "warm", &cfg).await.expect("first");
         });
-        let name = if spares == 0 {
-            "no_spare"
-        } else {
-            "warm_spare"
+        let name = match (spares, get_only) {
+            (0, false) => "no_spare",
+            (_, false) => "warm_spare",
+            (0, true) => "no_spare_get_only",
+            (_, true) => "warm_spare_get_only",
         };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -155,8 +157,9 @@ fn new_scope_first_call(c: &mut Criterion, rt: &Runtime) {
                         tokio::time::sleep(Duration::from_millis(30)).await;
                         let t0 = Instant::now();
                         let s = pool.get_session("srv", &scope, &cfg).await.expect("get");
+                        let got = t0.elapsed();
                         black_box(s.call_tool(echo()).await.expect("echo"));
-                        let took = t0.elapsed();
+                        let took = if get_only { got } else { t0.elapsed() };
                         drop(s);
                         pool.close_scope(&scope).await;
                         took
