@@ -7,6 +7,8 @@
 //! - `new_scope_first_call`: `get_session` of a never-seen scope plus one
 //!   call, with and without a warm spare (stdio test server), and the
 //!   `get_session` alone (`*_get_only`);
+//! - `list_tools_new_scope`: a new scope's tool list from the catalogue, and
+//!   from a session of its own;
 //! - `connect_legacy_server`: creating a session of a server that knows only
 //!   `initialize`, with `Protocol::Legacy` and with an `Auto` probe each time
 //!   (each iteration uses a fresh server name, so nothing is remembered), and
@@ -173,6 +175,54 @@ fn new_scope_first_call(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
+/// `list_tools` for a new scope: from the catalogue (fetched once, shared by
+/// every scope), and the uncached way a per-scope pool had to do it (a
+/// session of the new scope, then `tools/list`).
+fn list_tools_new_scope(c: &mut Criterion, rt: &Runtime) {
+    let cfg = ServerConfig::stdio(support::server_bin()).protocol(Protocol::Legacy);
+    let pool = SessionPool::new();
+    rt.block_on(pool.list_tools("srv", "warm", &cfg))
+        .expect("warm");
+    let next = AtomicU64::new(0);
+    let mut group = c.benchmark_group("list_tools_new_scope");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.bench_function("catalogue", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    let scope = format!("c{}", next.fetch_add(1, Ordering::Relaxed));
+                    black_box(pool.list_tools("srv", &scope, &cfg).await.expect("tools"));
+                }
+                t0.elapsed()
+            })
+        })
+    });
+    group.bench_function("own_session", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let scope = format!("o{}", next.fetch_add(1, Ordering::Relaxed));
+                timed += rt.block_on(async {
+                    let t0 = Instant::now();
+                    let s = pool.get_session("srv", &scope, &cfg).await.expect("get");
+                    black_box(s.list_all_tools().await.expect("tools"));
+                    let took = t0.elapsed();
+                    drop(s);
+                    pool.close_scope(&scope).await;
+                    took
+                });
+            }
+            timed
+        })
+    });
+    group.finish();
+    rt.block_on(pool.close_all());
+}
+
 fn connect_legacy_server(c: &mut Criterion, rt: &Runtime) {
     let bin = support::server_bin();
     let legacy_only = ServerConfig::stdio(&bin).args(["--legacy-only"]);
@@ -280,6 +330,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     request_guard(&mut c, &rt);
     new_scope_first_call(&mut c, &rt);
+    list_tools_new_scope(&mut c, &rt);
     connect_legacy_server(&mut c, &rt);
     c.final_summary();
     fairness(&rt);

@@ -89,11 +89,15 @@ pub enum Error {
         source: Arc<Error>,
     },
 
-    /// Every slot of the pool stayed taken by sessions that could not be
-    /// evicted (being created, or busy: a handle of theirs is alive) for the
-    /// whole connect timeout.
+    /// Every slot the caller could use stayed taken by sessions that could
+    /// not be evicted (being created, or busy: a handle of theirs is alive)
+    /// for the whole connect timeout: the pool's bound, or the server's own.
     #[error(
-        "no free slot for MCP server `{server}` and scope `{scope}`: all {max_sessions} sessions were busy or being created for {waited:?}"
+        "no free slot for MCP server `{server}` and scope `{scope}` within {waited:?}: {}",
+        match server_max_sessions {
+            Some(n) => format!("the pool's {max_sessions} sessions or the server's own bound of {n} were all busy or being created"),
+            None => format!("all {max_sessions} sessions of the pool were busy or being created"),
+        }
     )]
     PoolFull {
         /// Server name of the session's key.
@@ -102,6 +106,10 @@ pub enum Error {
         scope: Arc<str>,
         /// The pool's `max_sessions`.
         max_sessions: usize,
+        /// The server's own bound
+        /// ([`ServerConfig::max_sessions`](crate::ServerConfig::max_sessions)),
+        /// if it has one: the bound that may have been the one hit.
+        server_max_sessions: Option<usize>,
         /// How long the caller waited for a slot.
         waited: Duration,
     },

@@ -165,6 +165,7 @@ impl SessionPool {
                             server: server.into(),
                             scope: scope.into(),
                             max_sessions: core.config.max_sessions,
+                            server_max_sessions: config.server_bound(),
                             waited: waiting.since.elapsed(),
                         });
                     }
