@@ -29,6 +29,13 @@ pub(crate) fn connect(
             streamable_http_client::StreamableHttpClientTransportConfig,
         },
     };
+    // rustls needs a process-wide crypto provider; install `ring` unless the
+    // host installed one already. `ring` is deprecated for lacking
+    // post-quantum key exchange, but `aws-lc-rs` needs cmake to build; a host
+    // that wants it installs it first and this does nothing.
+    #[cfg(feature = "https-rustls")]
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Box::pin(async move {
         let mut headers = std::collections::HashMap::new();
         for (name, value) in &config.headers {
