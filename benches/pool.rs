@@ -246,7 +246,8 @@ fn get_session_hit(c: &mut Criterion, env: &Env) {
 
 /// (b) One `echo` call: on a raw rmcp peer, and through the pool (a
 /// `get_session` hit, then the call, as the pool's callers do) with the session
-/// on the caller's runtime and on the pool's dedicated runtime.
+/// on the caller's runtime (`Caller`, and the default built in that runtime)
+/// and on the pool's own runtime (`Dedicated`).
 fn call_echo(c: &mut Criterion, env: &Env, transport: Transport) {
     let raw = env.rt.block_on(RawClient::connect(env, transport));
     let cfg = env.config(transport);
@@ -254,9 +255,19 @@ fn call_echo(c: &mut Criterion, env: &Env, transport: Transport) {
         .owner_runtime(OwnerRuntime::Caller)
         .build()
         .expect("caller pool");
-    let dedicated_pool = SessionPool::new();
+    // The default (`OwnerRuntime::Auto`) built inside the application's
+    // runtime, as an async application builds it: sessions live there.
+    let default_pool = {
+        let _in_app = env.rt.enter();
+        SessionPool::new()
+    };
+    let dedicated_pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Dedicated)
+        .build()
+        .expect("dedicated pool");
     let pools = [
         ("pool_caller_rt", &caller_pool),
+        ("pool_default", &default_pool),
         ("pool_dedicated_rt", &dedicated_pool),
     ];
     // Created inside the caller runtime, so the `Caller` session lives there.
@@ -285,49 +296,54 @@ fn call_echo(c: &mut Criterion, env: &Env, transport: Transport) {
             b.iter_custom(|iters| env.on_worker(pool_calls(pool.clone(), cfg.clone(), iters)))
         });
     }
-    // The two benchmarks above run one after the other, and this machine's
+    // The benchmarks above run one after the other, and this machine's
     // speed drifts by more than the 2% being looked for. Here each sample
     // times a block of raw calls and a block of pool calls back to back (in
     // alternating order), so drift hits both alike; the per-sample ratios are
     // printed below. The time criterion reports is that of one call of each.
-    let mut ratios = Vec::new();
-    let mut pool_first = false;
-    group.bench_function("paired_raw_peer_and_pool_caller_rt", |b| {
-        b.iter_custom(|iters| {
-            pool_first = !pool_first;
-            let (peer, pool, cfg) = (peer.clone(), caller_pool.clone(), cfg.clone());
-            let (raw, pooled) = env.on_worker(async move {
-                if pool_first {
-                    let pooled = pool_calls(pool, cfg, iters).await;
-                    (raw_calls(peer, iters).await, pooled)
-                } else {
-                    let raw = raw_calls(peer, iters).await;
-                    (raw, pool_calls(pool, cfg, iters).await)
+    for (name, pool) in [
+        ("pool_default", &default_pool),
+        ("pool_dedicated_rt", &dedicated_pool),
+    ] {
+        let mut ratios = Vec::new();
+        let mut pool_first = false;
+        group.bench_function(format!("paired_raw_peer_and_{name}"), |b| {
+            b.iter_custom(|iters| {
+                pool_first = !pool_first;
+                let (peer, pool, cfg) = (peer.clone(), pool.clone(), cfg.clone());
+                let (raw, pooled) = env.on_worker(async move {
+                    if pool_first {
+                        let pooled = pool_calls(pool, cfg, iters).await;
+                        (raw_calls(peer, iters).await, pooled)
+                    } else {
+                        let raw = raw_calls(peer, iters).await;
+                        (raw, pool_calls(pool, cfg, iters).await)
+                    }
+                });
+                // Tiny blocks (the first warm-up rounds) are mostly noise.
+                if iters >= 100 {
+                    ratios.push(pooled.as_secs_f64() / raw.as_secs_f64());
                 }
-            });
-            // Tiny blocks (the first warm-up rounds) are mostly noise.
-            if iters >= 100 {
-                ratios.push(pooled.as_secs_f64() / raw.as_secs_f64());
-            }
-            raw + pooled
-        })
-    });
-    group.finish();
-    if !ratios.is_empty() {
-        ratios.sort_by(f64::total_cmp);
-        let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
-        println!(
-            "call_echo_{}: paired pool_caller_rt/raw_peer time ratio: median {:.4}, \
-             quartiles [{:.4} {:.4}], min {:.4}, max {:.4}, {} samples",
-            transport.name(),
-            q(0.5),
-            q(0.25),
-            q(0.75),
-            q(0.0),
-            q(1.0),
-            ratios.len()
-        );
+                raw + pooled
+            })
+        });
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
+            println!(
+                "call_echo_{}: paired {name}/raw_peer time ratio: median {:.4}, \
+                 quartiles [{:.4} {:.4}], min {:.4}, max {:.4}, {} samples",
+                transport.name(),
+                q(0.5),
+                q(0.25),
+                q(0.75),
+                q(0.0),
+                q(1.0),
+                ratios.len()
+            );
+        }
     }
+    group.finish();
 
     for ((_, pool), generation) in pools.iter().zip(generations) {
         let session = env.rt.block_on(pool.get_session(SERVER, "t", &cfg));

@@ -7,21 +7,37 @@ use crate::{Error, Servers, SessionPool, handler::HandlerFactory};
 /// Where the pool runs its owner tasks and the MCP sessions' own tasks.
 ///
 /// A session lives exactly as long as the runtime that hosts its tasks, so
-/// this decides which callers can keep a session across calls.
+/// this decides which callers can keep a session across calls. A call made
+/// from the runtime hosting its session costs what a call on a raw rmcp peer
+/// costs; a call from another runtime pays a wake-up of that runtime's
+/// threads each way (measured: about 20 µs per call, 1.4× to 2.6× a raw
+/// peer's; BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum OwnerRuntime {
+    /// The multi-threaded tokio runtime the pool is built in, if it is built
+    /// in one: an application with one long-lived runtime pays no hop
+    /// between runtimes. Built anywhere else (a plain thread, `main` before
+    /// any runtime, a current-thread runtime), the pool runs a runtime of its
+    /// own as [`Dedicated`](Self::Dedicated) does, so callers that make a
+    /// fresh runtime per call, or plain threads through the blocking API,
+    /// keep their sessions. If the runtime the pool was built in shuts down
+    /// while the pool lives on, its sessions end with it
+    /// ([`CloseReason::RuntimeGone`](crate::CloseReason::RuntimeGone)) and
+    /// later sessions live on a runtime of the pool's own. The default.
+    #[default]
+    Auto,
     /// A multi-threaded runtime owned by the pool, on its own named threads,
     /// shut down when the last pool handle is dropped. Sessions survive every
     /// calling context: a long-lived runtime, a fresh `Runtime::block_on` per
-    /// call, or plain threads through the blocking API. The default.
-    #[default]
+    /// call, or plain threads through the blocking API; every call crosses
+    /// runtimes.
     Dedicated,
     /// A runtime the application keeps alive. It must outlive the pool's use.
     Handle(tokio::runtime::Handle),
-    /// The runtime of the caller that creates each session: lowest latency,
-    /// but a session dies with that runtime. The pool notices and makes a
-    /// new session on the next call, with a `warn` event.
+    /// The runtime of the caller that creates each session: a session dies
+    /// with that runtime. The pool notices and makes a new session on the
+    /// next call, with a `warn` event.
     Caller,
 }
 
@@ -66,7 +82,7 @@ impl Default for PoolConfig {
             max_connecting: None,
             connect_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
-            owner_runtime: OwnerRuntime::Dedicated,
+            owner_runtime: OwnerRuntime::Auto,
             dedicated_threads: 2,
             idle_timeout: Some(Duration::from_secs(30 * 60)),
             max_lifetime: None,
@@ -140,13 +156,15 @@ impl Builder {
 
     /// Where sessions live; see [`OwnerRuntime`].
     ///
-    /// Defaults to [`OwnerRuntime::Dedicated`].
+    /// Defaults to [`OwnerRuntime::Auto`]: the runtime the pool is built in
+    /// if that is a multi-threaded one, otherwise a runtime of the pool's own.
     pub fn owner_runtime(mut self, runtime: OwnerRuntime) -> Self {
         self.config.owner_runtime = runtime;
         self
     }
 
-    /// Worker threads of the [`OwnerRuntime::Dedicated`] runtime.
+    /// Worker threads of the pool's own runtime ([`OwnerRuntime::Dedicated`],
+    /// or [`OwnerRuntime::Auto`] outside a multi-threaded runtime).
     ///
     /// Defaults to 2. Must be at least 1.
     pub fn dedicated_threads(mut self, threads: usize) -> Self {

@@ -190,9 +190,12 @@ impl SessionPool {
             after,
         };
         match self.inner.host.handle() {
-            Some(handle) => drop(handle.spawn(task.run())),
-            // Dropping the task frees its slot and fails its waiters.
-            None => drop(task),
+            Ok(handle) => drop(handle.spawn(task.run())),
+            Err(e) => {
+                tracing::warn!(error = %e, "no runtime to host the session");
+                // Dropping the task frees its slot and fails its waiters.
+                drop(task)
+            }
         }
     }
 

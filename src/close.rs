@@ -67,15 +67,13 @@ impl SessionPool {
     /// [`close_all`](Self::close_all) for sync code. Never deadlocks.
     ///
     /// Every session is taken out and signalled at once. Called from outside
-    /// any tokio runtime, with [`OwnerRuntime::Dedicated`] or
-    /// [`OwnerRuntime::Handle`], it then waits for the teardowns (at most the
-    /// close timeout plus a few seconds). Inside a runtime, where blocking
+    /// any tokio runtime, with any [`OwnerRuntime`] but `Caller`, it then
+    /// waits for the teardowns (at most the close timeout plus a few seconds). Inside a runtime, where blocking
     /// would stall other tasks or the owners themselves, and with
     /// [`OwnerRuntime::Caller`], whose owners may live on a runtime nobody is
     /// driving, it only signals: the owners finish in the background.
     ///
-    /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
-    /// [`OwnerRuntime::Handle`]: crate::OwnerRuntime::Handle
+    /// [`OwnerRuntime`]: crate::OwnerRuntime
     /// [`OwnerRuntime::Caller`]: crate::OwnerRuntime::Caller
     pub fn close_all_blocking(&self) -> usize {
         let (closed, done) = self.take(|_| true);

@@ -26,14 +26,12 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The handle is a cheap [`Clone`] over an [`Arc`]: clone it into every task
 /// rather than wrapping it in a lock. When the last handle is dropped every
 /// session is told to close. Dropped in async code, the drop never blocks
-/// the worker: the teardowns go on in the background (with the default
-/// [`OwnerRuntime::Dedicated`], on a thread of the pool's), so a process that
+/// the worker: the teardowns go on in the background (on the runtime hosting
+/// the sessions, or on a thread of the pool's), so a process that
 /// exits right after may leave servers to end on their own (a server reading
 /// stdin sees EOF). Dropped in sync code, it waits (at most the close
 /// timeout plus a few seconds) until every server process is gone. To wait
 /// from async code, call [`close`](Self::close) first.
-///
-/// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
 #[derive(Clone)]
 pub struct SessionPool {
     pub(crate) inner: Arc<PoolInner>,
@@ -178,7 +176,7 @@ impl SessionPool {
     ///
     /// Works from plain threads and from inside a multi-threaded tokio runtime
     /// (through `block_in_place`). Sessions outlive the calling thread with
-    /// [`OwnerRuntime::Dedicated`] (the default) or
+    /// [`OwnerRuntime::Auto`] (the default), [`OwnerRuntime::Dedicated`] or
     /// [`OwnerRuntime::Handle`].
     ///
     /// ```no_run
@@ -200,6 +198,7 @@ impl SessionPool {
     /// runtime (blocking would stall it), or with [`OwnerRuntime::Caller`]
     /// outside any runtime (there is no runtime to host the session).
     ///
+    /// [`OwnerRuntime::Auto`]: crate::OwnerRuntime::Auto
     /// [`OwnerRuntime::Dedicated`]: crate::OwnerRuntime::Dedicated
     /// [`OwnerRuntime::Handle`]: crate::OwnerRuntime::Handle
     /// [`OwnerRuntime::Caller`]: crate::OwnerRuntime::Caller
@@ -209,12 +208,7 @@ impl SessionPool {
         scope: &str,
         config: &ServerConfig,
     ) -> Result<Session, Error> {
-        let Some(handle) = self.inner.host.handle() else {
-            return Err(Error::BlockingNotAllowed {
-                reason: "OwnerRuntime::Caller has no runtime to host a session outside a runtime; \
-                         use OwnerRuntime::Dedicated or OwnerRuntime::Handle",
-            });
-        };
+        let handle = self.inner.host.handle()?;
         crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
     }
 

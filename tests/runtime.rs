@@ -2,8 +2,12 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
 use common::{Servers, increment};
-use mcp_session_pool::{OwnerRuntime, SessionPool};
+use mcp_session_pool::{
+    CloseReason, OwnerRuntime, Session, SessionPool, rmcp::model::CallToolRequestParams,
+};
 
 #[test]
 fn session_made_on_a_dropped_runtime_is_replaced() {
@@ -70,4 +74,144 @@ fn server_of_a_dropped_caller_runtime_is_reaped_not_left_a_zombie() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     drop(pool);
+}
+
+/// A pool whose handler factory (called by each session's owner task, on
+/// the runtime hosting the session) records the name of the thread it ran on.
+fn pool_recording_owner_threads(
+    builder: mcp_session_pool::Builder,
+) -> (SessionPool, Arc<Mutex<Vec<String>>>) {
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let seen = threads.clone();
+    let pool = builder
+        .client_handler(move |_| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            seen.lock().unwrap().push(name);
+        })
+        .build()
+        .unwrap();
+    (pool, threads)
+}
+
+fn app_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn default_pool_hosts_sessions_on_the_multi_threaded_runtime_it_is_built_in() {
+    let servers = Servers::new("auto_home");
+    let cfg = servers.config(&[]);
+    let app = app_runtime("app-worker");
+    let (pool, threads) = {
+        let _in_app = app.enter();
+        pool_recording_owner_threads(SessionPool::builder())
+    };
+    let counts: Vec<u64> = app.block_on(async {
+        let mut counts = Vec::new();
+        for _ in 0..3 {
+            let pool = pool.clone();
+            let cfg = cfg.clone();
+            let task = tokio::spawn(async move {
+                increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
+            });
+            counts.push(task.await.unwrap());
+        }
+        counts
+    });
+    assert_eq!(counts, [1, 2, 3]);
+    // And from a plain thread through the blocking API, on the same session.
+    let s = pool.get_session_blocking("srv", "t", &cfg).unwrap();
+    assert_eq!(increment_blocking(&s), 4);
+    drop(s);
+    assert_eq!(*threads.lock().unwrap(), ["app-worker"]);
+    assert_eq!(pool.close_all_blocking(), 1);
+    servers.assert_none_alive();
+}
+
+#[test]
+fn default_pool_built_outside_a_multi_threaded_runtime_runs_its_own() {
+    let servers = Servers::new("auto_own");
+    let cfg = servers.config(&[]);
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let built_in_current = {
+        let _in = current.enter();
+        pool_recording_owner_threads(SessionPool::builder())
+    };
+    for (pool, threads) in [
+        pool_recording_owner_threads(SessionPool::builder()),
+        built_in_current,
+    ] {
+        // A fresh runtime per call, as sync tool wrappers do: one session.
+        let counts: Vec<u64> = (0..3)
+            .map(|_| {
+                tokio::runtime::Runtime::new().unwrap().block_on(async {
+                    increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
+                })
+            })
+            .collect();
+        assert_eq!(counts, [1, 2, 3]);
+        assert_eq!(*threads.lock().unwrap(), ["mcp-session-pool"]);
+        drop(pool);
+    }
+    assert_eq!(servers.started().len(), 2);
+    servers.assert_none_alive();
+}
+
+#[test]
+fn sessions_of_a_home_runtime_that_shuts_down_move_to_the_pools_own() {
+    let servers = Servers::new("auto_home_gone");
+    let cfg = servers.config(&[]);
+    let app = app_runtime("short-lived");
+    let (pool, threads) = {
+        let _in_app = app.enter();
+        pool_recording_owner_threads(SessionPool::builder())
+    };
+    let first = app.block_on(async {
+        let s = pool.get_session("srv", "t", &cfg).await.unwrap();
+        assert_eq!(increment(&s).await, 1);
+        s.server_pid().unwrap()
+    });
+    drop(app);
+    // Its server is reaped although no runtime hosts its owner any more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while common::process_exists(first, "test_server") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {first} left behind after the pool's home runtime shut down"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The state was lost once; from then on sessions outlive their callers'
+    // runtimes.
+    let counts: Vec<u64> = (0..3)
+        .map(|_| {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
+            })
+        })
+        .collect();
+    assert_eq!(counts, [1, 2, 3]);
+    assert_eq!(
+        *threads.lock().unwrap(),
+        ["short-lived", "mcp-session-pool"]
+    );
+    assert_eq!(pool.status().closed(CloseReason::RuntimeGone), 1);
+    drop(pool);
+    assert_eq!(servers.started().len(), 2);
+    servers.assert_none_alive();
+}
+
+fn increment_blocking(session: &Session) -> u64 {
+    let result = session
+        .call_tool_blocking(CallToolRequestParams::new("increment"))
+        .unwrap();
+    common::text(&result.content).parse().unwrap()
 }
