@@ -17,7 +17,15 @@ use crate::CloseReason;
 pub enum Error {
     /// The server process could not be started (command not found, not
     /// executable, bad working directory, ...).
-    #[error("failed to start MCP server `{server}` for scope `{scope}`: {source}")]
+    #[error(
+        "failed to start MCP server `{server}` for scope `{scope}`: {source}{}",
+        if source.raw_os_error() == Some(libc_emfile()) {
+            " (the process's open-file limit is reached: each stdio session holds 4 descriptors; \
+             raise `ulimit -n` or lower max_sessions)"
+        } else {
+            ""
+        }
+    )]
     Spawn {
         /// Server name of the session's key.
         server: Arc<str>,
@@ -280,4 +288,9 @@ impl Error {
             | Error::InvalidServerConfig { .. } => None,
         }
     }
+}
+
+/// `EMFILE`: the process's open-file limit is reached.
+fn libc_emfile() -> i32 {
+    nix::errno::Errno::EMFILE as i32
 }

@@ -91,7 +91,10 @@ impl OwnerTask {
         let catalogue = guard.core.catalogue.clone();
         let server = guard.key.server.clone();
         let hooks = Arc::new(Hooks::new(move || catalogue.changed(&server)));
-        let connected = connect(&guard, &config, &hooks).await;
+        // Boxed, as is each teardown below: a task's allocation is as large
+        // as its largest state for as long as it lives, and an idle session
+        // lives long; only its loop's state should stay.
+        let connected = Box::pin(connect(&guard, &config, &hooks)).await;
         let made_from = (config.policy.call_timeout, config.fingerprint());
         // Not needed any more; a connector may hold things (even a pool
         // handle) that must not live as long as the session.
@@ -105,7 +108,7 @@ impl OwnerTask {
                 guard.core.fail(&guard.key, guard.link.generation, &err);
                 if let Some(mut p) = process {
                     p.note_descendants();
-                    p.kill().await;
+                    Box::pin(p.kill()).await;
                 }
                 guard.answer(Err(err));
                 guard.finish();
@@ -134,7 +137,7 @@ impl OwnerTask {
             }));
             guard.link.ended.cancel();
             let mut waiting = std::pin::pin!(client.waiting().fuse());
-            teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
+            Box::pin(teardown(&guard, &mut waiting, service_ct, process.as_mut())).await;
             guard.finish();
             return;
         }
@@ -204,7 +207,7 @@ impl OwnerTask {
         guard.link.ended.cancel();
         core.stats.closed(reason);
         guard.established = false;
-        let elapsed = teardown(&guard, &mut waiting, service_ct, process.as_mut()).await;
+        let elapsed = Box::pin(teardown(&guard, &mut waiting, service_ct, process.as_mut())).await;
         metrics::closed(&guard.key.server, reason, Some(elapsed));
         tracing::info!(?reason, teardown = ?elapsed, "session closed");
         guard.finish();

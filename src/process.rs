@@ -241,7 +241,7 @@ impl Drop for ServerProcess {
 /// Forwards the server's stderr to `tracing`. A server must never block on a
 /// full stderr pipe, so this reads until EOF whatever the subscriber does.
 async fn drain(stderr: ChildStderr) {
-    let mut reader = BufReader::new(stderr);
+    let mut reader = BufReader::with_capacity(512, stderr);
     let mut line = Vec::new();
     loop {
         line.clear();
