@@ -36,6 +36,48 @@ use rmcp::{
     },
 };
 
+/// Counts the heap bytes this process holds, so the table can say what a
+/// session keeps on the heap apart from RSS's page granularity and the
+/// allocator's retained memory.
+struct Counting;
+
+static HELD: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: every call forwards to the system allocator with the caller's
+// arguments unchanged; the counter is only bookkeeping.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as for `System.alloc`, whose contract the caller meets.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HELD.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `ptr` came from this allocator with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as for `System.alloc_zeroed`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        HELD.fetch_add(
+            new as isize - layout.size() as isize,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // SAFETY: `ptr` came from this allocator with `layout`.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn heap_kib() -> f64 {
+    HELD.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+}
+
 const SERVER: &str = "srv";
 const CONNECTING: usize = 16;
 const HITS: usize = 200_000;
@@ -129,9 +171,9 @@ fn echo() -> CallToolRequestParams {
 
 fn header() {
     println!(
-        "| live | created in | hit, one key | hit, rotating | call on each | threads | fds | RSS MiB | RSS/session KiB |"
+        "| live | created in | hit, one key | hit, rotating | call on each | threads | fds | RSS MiB | RSS/session KiB | heap/session KiB |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 }
 
 fn pool_run(transport: Transport, sizes: &[usize]) {
@@ -161,6 +203,7 @@ fn pool_run(transport: Transport, sizes: &[usize]) {
     println!("\n### {name} ({CONNECTING} connecting at once)\n");
     header();
     let (_, _, rss0) = footprint();
+    let heap0 = heap_kib();
     let mut keys: Vec<String> = Vec::new();
     for &size in sizes {
         let t0 = Instant::now();
@@ -184,6 +227,7 @@ fn pool_run(transport: Transport, sizes: &[usize]) {
             assert_eq!(children(), size, "one server process per session");
         }
         let (threads, fds, rss) = footprint();
+        let heap = heap_kib();
         let (same, rotating, call) = if size == 0 {
             (None, None, None)
         } else {
@@ -215,11 +259,7 @@ fn pool_run(transport: Transport, sizes: &[usize]) {
             (Some(same), Some(rotating), Some(call))
         };
         assert_eq!(pool.status().created, size as u64, "every get was a hit");
-        let per = if size == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.1}", (rss.saturating_sub(rss0)) as f64 / size as f64)
-        };
+        let per = per_session(size, rss, rss0, heap, heap0);
         let ns = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ns", d.as_nanos()));
         let us = |d: Option<Duration>| {
             d.map_or("-".to_owned(), |d| {
@@ -276,6 +316,7 @@ fn raw_run(transport: Transport, sizes: &[usize]) {
     );
     header();
     let (_, _, rss0) = footprint();
+    let heap0 = heap_kib();
     let mut clients = Vec::new();
     for &size in sizes {
         let t0 = Instant::now();
@@ -321,6 +362,7 @@ fn raw_run(transport: Transport, sizes: &[usize]) {
         });
         let created = t0.elapsed();
         let (threads, fds, rss) = footprint();
+        let heap = heap_kib();
         let call = (size > 0).then(|| {
             let peers: Vec<_> = clients.iter().map(|(c, _)| c.peer().clone()).collect();
             rt.block_on(rt.spawn(async move {
@@ -332,11 +374,7 @@ fn raw_run(transport: Transport, sizes: &[usize]) {
             }))
             .expect("calls")
         });
-        let per = if size == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.1}", (rss.saturating_sub(rss0)) as f64 / size as f64)
-        };
+        let per = per_session(size, rss, rss0, heap, heap0);
         println!(
             "| {size} | {:.3} s | - | - | {} | {threads} | {fds} | {:.1} | {per} |",
             created.as_secs_f64(),
@@ -361,4 +399,16 @@ fn raw_run(transport: Transport, sizes: &[usize]) {
         sizes.last().copied().unwrap_or(0),
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// The RSS and heap growth since no session was live, per session.
+fn per_session(size: usize, rss: u64, rss0: u64, heap: f64, heap0: f64) -> String {
+    if size == 0 {
+        return "- | -".to_owned();
+    }
+    format!(
+        "{:.1} | {:.1}",
+        rss.saturating_sub(rss0) as f64 / size as f64,
+        (heap - heap0) / size as f64
+    )
 }

@@ -163,8 +163,10 @@ impl Builder {
         self
     }
 
-    /// Worker threads of the pool's own runtime ([`OwnerRuntime::Dedicated`],
-    /// or [`OwnerRuntime::Auto`] outside a multi-threaded runtime).
+    /// Worker threads of the pool's own runtime: that of
+    /// [`OwnerRuntime::Dedicated`], and that [`OwnerRuntime::Auto`] starts
+    /// when built outside a multi-threaded runtime, when that runtime shuts
+    /// down, or when sync code first drives a call from a plain thread.
     ///
     /// Defaults to 2. Must be at least 1.
     pub fn dedicated_threads(mut self, threads: usize) -> Self {
@@ -272,7 +274,8 @@ impl Builder {
     }
 
     /// Checks the settings and builds the pool. With
-    /// [`OwnerRuntime::Dedicated`] this starts the pool's runtime threads.
+    /// [`OwnerRuntime::Dedicated`], or [`OwnerRuntime::Auto`] outside a
+    /// multi-threaded runtime, this starts the pool's runtime threads.
     ///
     /// # Errors
     ///

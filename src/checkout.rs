@@ -183,20 +183,47 @@ impl SessionPool {
             after,
             ..
         } = create;
-        let task = OwnerTask {
+        let mut task = OwnerTask {
             guard: OwnerGuard::new(self.inner.core.clone(), key, link, tx),
             config: config.clone(),
             previous,
             after,
+            driver: None,
         };
-        match self.inner.host.handle() {
-            Ok(handle) => drop(handle.spawn(task.run())),
-            Err(e) => {
-                tracing::warn!(error = %e, "no runtime to host the session");
-                // Dropping the task frees its slot and fails its waiters.
-                drop(task)
+        let host = &self.inner.host;
+        // Twice at most: a home runtime that is shutting down (its sentinel
+        // not yet dropped) refuses the task, which then goes to the pool's
+        // own runtime.
+        for _ in 0..2 {
+            let handle = match host.handle() {
+                Ok(handle) => handle,
+                Err(e) => return task.fail(e),
+            };
+            task.driver = Some(host.driver(&handle));
+            // The runtime drops a task it refuses without running it: keep
+            // it where it can be taken back.
+            let slot = Arc::new(parking_lot::Mutex::new(Some(task)));
+            let theirs = slot.clone();
+            let join = handle.spawn(async move {
+                let task = theirs.lock().take();
+                if let Some(task) = task {
+                    task.run().await;
+                }
+            });
+            let refused = join.is_finished().then(|| slot.lock().take()).flatten();
+            match refused {
+                None => return,
+                Some(back) => {
+                    host.home_refused();
+                    task = back;
+                }
             }
         }
+        task.fail(Error::Runtime {
+            source: Arc::new(std::io::Error::other(
+                "no runtime accepted the session's task",
+            )),
+        });
     }
 
     /// Starts warm spares of `server` until it has as many as its config

@@ -19,11 +19,13 @@ pub enum Error {
     /// executable, bad working directory, ...).
     #[error(
         "failed to start MCP server `{server}` for scope `{scope}`: {source}{}",
-        if source.raw_os_error() == Some(libc_emfile()) {
-            " (the process's open-file limit is reached: each stdio session holds 4 descriptors; \
-             raise `ulimit -n` or lower max_sessions)"
-        } else {
-            ""
+        match source.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::EMFILE as i32 =>
+                " (the process's open-file limit is reached: each stdio session holds about 4 \
+                 descriptors; raise `ulimit -n` or lower max_sessions)",
+            Some(code) if code == nix::errno::Errno::ENFILE as i32 =>
+                " (the system-wide open-file limit is reached)",
+            _ => "",
         }
     )]
     Spawn {
@@ -206,7 +208,9 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// The pool's dedicated runtime could not be started.
+    /// The pool's own runtime could not be started: when the pool is built,
+    /// or later, when an [`OwnerRuntime::Auto`](crate::OwnerRuntime::Auto)
+    /// pool first needs it for a session or a blocking call.
     #[error("failed to start the session pool's runtime: {source}")]
     Runtime {
         /// The operating system's error.
@@ -288,9 +292,4 @@ impl Error {
             | Error::InvalidServerConfig { .. } => None,
         }
     }
-}
-
-/// `EMFILE`: the process's open-file limit is reached.
-fn libc_emfile() -> i32 {
-    nix::errno::Errno::EMFILE as i32
 }

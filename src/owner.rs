@@ -21,7 +21,7 @@ use crate::{
     handler::{Hooks, PoolHandler},
     metrics,
     process::{Exit, ServerProcess},
-    runtime::KILL_MARGIN,
+    runtime::{Driver, KILL_MARGIN},
     session::SessionInner,
     stats::Stats,
     watchdog::Watchdog,
@@ -44,9 +44,19 @@ pub(crate) struct OwnerTask {
     /// the same key still closing. So the bound holds for processes, and a
     /// key never has two servers.
     pub(crate) after: Vec<CancellationToken>,
+    /// What drives the session's blocking calls; set when it is spawned.
+    pub(crate) driver: Option<Driver>,
 }
 
 impl OwnerTask {
+    /// Fails the creation without running it (no runtime could take it).
+    pub(crate) fn fail(self, err: Error) {
+        let mut guard = self.guard;
+        guard.core.fail(&guard.key, guard.link.generation, &err);
+        guard.answer(Err(err));
+        guard.finish();
+    }
+
     pub(crate) async fn run(self) {
         let span = tracing::info_span!(
             "mcp_session",
@@ -73,6 +83,7 @@ impl OwnerTask {
             config,
             previous,
             after,
+            driver,
         } = self;
         let close = guard.link.close.clone();
         if !after.is_empty() {
@@ -127,6 +138,7 @@ impl OwnerTask {
             process.as_ref().and_then(ServerProcess::pid),
             core.epoch,
             core.slots.clone(),
+            driver.unwrap_or_else(|| Driver::Runtime(tokio::runtime::Handle::current())),
         ));
         if !core.promote(&guard.key, session.clone(), guard.link.clone()) {
             Stats::bump(&core.stats.creation_failures);

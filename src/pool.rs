@@ -27,11 +27,12 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// rather than wrapping it in a lock. When the last handle is dropped every
 /// session is told to close. Dropped in async code, the drop never blocks
 /// the worker: the teardowns go on in the background (on the runtime hosting
-/// the sessions, or on a thread of the pool's), so a process that
-/// exits right after may leave servers to end on their own (a server reading
-/// stdin sees EOF). Dropped in sync code, it waits (at most the close
-/// timeout plus a few seconds) until every server process is gone. To wait
-/// from async code, call [`close`](Self::close) first.
+/// the sessions, or on a thread of the pool's). If that runtime ends first
+/// (`main` returns, say), the teardowns still running are cut short and
+/// their servers killed at once, without the stdin EOF and `SIGTERM` grace.
+/// Dropped in sync code, it waits (at most the close timeout plus a few
+/// seconds) until every server process is gone. To wait from async code,
+/// call [`close`](Self::close) before the runtime ends.
 #[derive(Clone)]
 pub struct SessionPool {
     pub(crate) inner: Arc<PoolInner>,
@@ -208,8 +209,8 @@ impl SessionPool {
         scope: &str,
         config: &ServerConfig,
     ) -> Result<Session, Error> {
-        let handle = self.inner.host.handle()?;
-        crate::blocking::block_on(&handle, self.get_session(server, scope, config))?
+        let driver = self.inner.host.blocking_driver()?;
+        crate::blocking::block_on(&driver, self.get_session(server, scope, config))?
     }
 
     /// [`get_session`](Self::get_session) with the config registered under

@@ -170,4 +170,25 @@ mod tests {
         assert_eq!(by_lists.len(), 3, "{by_lists:?}");
         assert_eq!(by_lists, by_scan);
     }
+
+    #[test]
+    fn a_child_forked_by_another_thread_is_found() {
+        // Servers on Node, Go or the JVM fork from threads other than their
+        // main one; the child is listed under that thread.
+        let mut child = std::thread::spawn(|| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        let me = Pid::from_raw(std::process::id() as i32);
+        let found = descendants(me)
+            .iter()
+            .any(|(p, _)| p.as_raw() == child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "a child forked by another thread was missed");
+    }
 }

@@ -122,6 +122,13 @@ impl ServerProcess {
     /// Notes the server's descendants, while they can still be found
     /// through their parents: call before the server is told to stop.
     pub(crate) fn note_descendants(&mut self) {
+        // Once the server is reaped its pid may be another process's, and
+        // its children have gone to init: nothing to find through it.
+        if let Some(child) = &mut self.child
+            && matches!(child.try_wait(), Ok(Some(_)) | Err(_))
+        {
+            return;
+        }
         if let Some(group) = self.group {
             self.descendants = crate::proc::descendants(group);
         }

@@ -373,9 +373,11 @@ impl Session {
 
     /// [`call_tool`](Self::call_tool) from sync code, with no runtime needed.
     ///
-    /// The call runs on the runtime that hosts the session. Outside any
-    /// runtime this blocks the thread; inside a multi-threaded runtime it
-    /// uses `block_in_place` and works too.
+    /// Outside any runtime this blocks the thread; inside a multi-threaded
+    /// runtime it uses `block_in_place` and works too. The session's own
+    /// tasks go on where they live; the waiting runs on the pool's own
+    /// runtime (started if need be) or, with `OwnerRuntime::Handle` or
+    /// `Caller`, on the runtime hosting the session.
     ///
     /// # Errors
     ///

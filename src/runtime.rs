@@ -29,7 +29,7 @@ thread_local! {
 
 pub(crate) enum Host {
     /// `Dedicated`: the pool's own runtime, started with the pool.
-    Own(Own),
+    Own(Arc<Own>),
     Handle(Handle),
     Caller,
     /// `Auto`: the multi-threaded runtime the pool was built in while it
@@ -37,23 +37,50 @@ pub(crate) enum Host {
     /// started when first needed.
     Auto {
         home: Option<Home>,
-        own: Own,
+        own: Arc<Own>,
     },
 }
 
 /// The pool's own runtime.
 pub(crate) struct Own {
-    rt: Mutex<Option<Runtime>>,
+    rt: Mutex<OwnState>,
     threads: usize,
 }
 
-/// The application runtime an `Auto` pool was built in, and whether it still
-/// runs: a task parked on it forever clears `alive` when the runtime drops it
-/// at shutdown.
+enum OwnState {
+    NotStarted,
+    Running(Runtime),
+    /// The pool was dropped: sync callers holding a session get an error
+    /// rather than a runtime started again.
+    ShutDown,
+}
+
+/// The application runtime an `Auto` pool was built in, while it runs: a
+/// task parked on it forever clears `alive` when the runtime drops it at
+/// shutdown, and the handle is let go then.
 pub(crate) struct Home {
-    handle: Handle,
+    handle: Mutex<Option<Handle>>,
     alive: Arc<AtomicBool>,
     sentinel: AbortHandle,
+}
+
+/// What sync code uses to drive a session's futures from a plain thread.
+#[derive(Clone)]
+pub(crate) enum Driver {
+    /// The runtime hosting the session, which the application keeps alive.
+    Runtime(Handle),
+    /// The pool's own runtime (started if need be), which lives as long as
+    /// the pool: never an application runtime that may shut down mid-call.
+    Own(Arc<Own>),
+}
+
+impl Driver {
+    pub(crate) fn handle(&self) -> Result<Handle, Error> {
+        match self {
+            Driver::Runtime(h) => Ok(h.clone()),
+            Driver::Own(own) => own.handle(),
+        }
+    }
 }
 
 impl Host {
@@ -63,8 +90,19 @@ impl Host {
                 let home = Handle::try_current()
                     .ok()
                     .filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+                    .filter(|h| {
+                        let usable = has_drivers(h);
+                        if !usable {
+                            tracing::warn!(
+                                "the runtime the pool is built in has its IO or time driver off \
+                                 (the panic message just printed is this check); sessions live \
+                                 on a runtime of the pool's own"
+                            );
+                        }
+                        usable
+                    })
                     .map(Home::watch);
-                let own = Own::new(threads);
+                let own = Arc::new(Own::new(threads));
                 if home.is_none() {
                     // Nothing to share: start it now, so `build` reports a
                     // failure to start threads.
@@ -73,7 +111,7 @@ impl Host {
                 Host::Auto { home, own }
             }
             OwnerRuntime::Dedicated => {
-                let own = Own::new(threads);
+                let own = Arc::new(Own::new(threads));
                 own.handle()?;
                 Host::Own(own)
             }
@@ -83,6 +121,12 @@ impl Host {
                     // so owners and blocking callers could wait forever.
                     return Err(Error::InvalidConfig {
                         reason: "OwnerRuntime::Handle needs a multi-threaded runtime",
+                    });
+                }
+                if !has_drivers(h) {
+                    return Err(Error::InvalidConfig {
+                        reason: "OwnerRuntime::Handle needs a runtime with IO and time enabled \
+                                 (`enable_all`)",
                     });
                 }
                 Host::Handle(h.clone())
@@ -100,10 +144,39 @@ impl Host {
                 reason: "OwnerRuntime::Caller has no runtime to host a session outside a runtime; \
                          use OwnerRuntime::Auto, OwnerRuntime::Dedicated or OwnerRuntime::Handle",
             }),
-            Host::Auto { home, own } => match home {
-                Some(home) if home.alive.load(Ordering::Acquire) => Ok(home.handle.clone()),
-                _ => own.handle(),
+            Host::Auto { home, own } => match home.as_ref().and_then(Home::handle) {
+                Some(home) => Ok(home),
+                None => own.handle(),
             },
+        }
+    }
+
+    /// How sync code drives the futures of a session spawned on `on`.
+    pub(crate) fn driver(&self, on: &Handle) -> Driver {
+        match self {
+            Host::Own(own) | Host::Auto { own, .. } => Driver::Own(own.clone()),
+            Host::Handle(_) | Host::Caller => Driver::Runtime(on.clone()),
+        }
+    }
+
+    /// The runtime `get_session_blocking` drives its future on from a plain
+    /// thread.
+    pub(crate) fn blocking_driver(&self) -> Result<Driver, Error> {
+        Ok(match self {
+            Host::Own(own) | Host::Auto { own, .. } => Driver::Own(own.clone()),
+            Host::Handle(h) => Driver::Runtime(h.clone()),
+            Host::Caller => Driver::Runtime(self.handle()?),
+        })
+    }
+
+    /// The home runtime refused a task: it is shutting down, though its
+    /// sentinel has not been dropped yet.
+    pub(crate) fn home_refused(&self) {
+        if let Host::Auto {
+            home: Some(home), ..
+        } = self
+        {
+            home.alive.store(false, Ordering::Release);
         }
     }
 
@@ -122,7 +195,12 @@ impl Host {
     /// stops the pool's runtime.
     pub(crate) fn shut_down(&mut self, core: &Arc<Core>) {
         let own = match self {
-            Host::Own(own) | Host::Auto { own, .. } => own.rt.get_mut().take(),
+            Host::Own(own) | Host::Auto { own, .. } => {
+                match std::mem::replace(&mut *own.rt.lock(), OwnState::ShutDown) {
+                    OwnState::Running(rt) => Some(rt),
+                    OwnState::NotStarted | OwnState::ShutDown => None,
+                }
+            }
             Host::Handle(_) | Host::Caller => None,
         };
         let bound = core.config.close_timeout + KILL_MARGIN;
@@ -162,16 +240,22 @@ impl Host {
 impl Own {
     fn new(threads: usize) -> Self {
         Self {
-            rt: Mutex::new(None),
+            rt: Mutex::new(OwnState::NotStarted),
             threads,
         }
     }
 
     /// The runtime's handle, starting the runtime if it has not started yet.
-    fn handle(&self) -> Result<Handle, Error> {
+    pub(crate) fn handle(&self) -> Result<Handle, Error> {
         let mut rt = self.rt.lock();
-        if let Some(rt) = &*rt {
-            return Ok(rt.handle().clone());
+        match &*rt {
+            OwnState::Running(rt) => return Ok(rt.handle().clone()),
+            OwnState::ShutDown => {
+                return Err(Error::BlockingNotAllowed {
+                    reason: "the pool that made this session was dropped, and its runtime with it",
+                });
+            }
+            OwnState::NotStarted => {}
         }
         let started = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads)
@@ -183,7 +267,7 @@ impl Own {
                 source: Arc::new(e),
             })?;
         let handle = started.handle().clone();
-        *rt = Some(started);
+        *rt = OwnState::Running(started);
         Ok(handle)
     }
 }
@@ -210,15 +294,44 @@ impl Home {
             })
             .abort_handle();
         Self {
-            handle,
+            handle: Mutex::new(Some(handle)),
             alive,
             sentinel,
         }
+    }
+
+    /// The home runtime while it runs; once it is gone, its handle (and the
+    /// drivers it keeps alive) is let go.
+    fn handle(&self) -> Option<Handle> {
+        let mut handle = self.handle.lock();
+        if self.alive.load(Ordering::Acquire) {
+            return handle.clone();
+        }
+        *handle = None;
+        None
     }
 }
 
 impl Drop for Home {
     fn drop(&mut self) {
+        // The pool is going, not the runtime: no "shut down" event.
+        self.alive.store(false, Ordering::Release);
         self.sentinel.abort();
     }
+}
+
+/// Whether `handle`'s runtime has the IO and time drivers sessions need.
+/// tokio offers no query, only a panic on first use, so this uses each
+/// once and catches the panic (whose message the panic hook still prints).
+fn has_drivers(handle: &Handle) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _in = handle.enter();
+        drop(tokio::time::sleep(Duration::ZERO));
+        if let Ok((probe, _peer)) = std::os::unix::net::UnixStream::pair()
+            && probe.set_nonblocking(true).is_ok()
+        {
+            drop(tokio::net::UnixStream::from_std(probe));
+        }
+    }))
+    .is_ok()
 }

@@ -20,8 +20,10 @@ use crate::{
 /// What the registry keeps of an established session.
 pub(crate) struct SessionInner {
     pub(crate) peer: Peer<RoleClient>,
-    /// The runtime that hosts the session's tasks, to drive blocking calls.
+    /// The runtime that hosts the session's tasks.
     runtime: Handle,
+    /// What drives its blocking calls from plain threads.
+    driver: crate::runtime::Driver,
     pub(crate) server: Arc<str>,
     pub(crate) scope: Arc<str>,
     pub(crate) generation: u64,
@@ -61,10 +63,12 @@ impl SessionInner {
         pid: Option<u32>,
         epoch: Instant,
         slots: Arc<Slots>,
+        driver: crate::runtime::Driver,
     ) -> Self {
         let inner = Self {
             peer,
             runtime: Handle::current(),
+            driver,
             server: key.server.clone(),
             scope: key.scope.clone(),
             generation: link.generation,
@@ -276,7 +280,7 @@ impl Session {
     }
 
     /// Runs any future, typically a request on this session, to completion
-    /// from sync code, on the runtime that hosts the session. Same rules as
+    /// from sync code. Same rules as
     /// [`call_tool_blocking`](Self::call_tool_blocking).
     ///
     /// ```no_run
@@ -287,9 +291,11 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`Error::BlockingNotAllowed`] when called from a current-thread runtime.
+    /// [`Error::BlockingNotAllowed`] when called from a current-thread
+    /// runtime, or from a plain thread after the pool that made the session
+    /// (and the runtime it ran) was dropped.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        crate::blocking::block_on(&self.inner().runtime, fut)
+        crate::blocking::block_on(&self.inner().driver, fut)
     }
 }
 

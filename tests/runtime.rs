@@ -215,3 +215,129 @@ fn increment_blocking(session: &Session) -> u64 {
         .unwrap();
     common::text(&result.content).parse().unwrap()
 }
+
+#[test]
+fn a_blocking_call_on_a_home_runtime_that_shuts_down_ends_with_an_error_not_a_panic() {
+    let servers = Servers::new("auto_home_dies_mid_call");
+    // A call timeout puts a timer in the call.
+    let cfg = servers
+        .config(&[])
+        .call_timeout(std::time::Duration::from_secs(60));
+    let app = app_runtime("dying");
+    let pool = {
+        let _in_app = app.enter();
+        SessionPool::new()
+    };
+    let (sent, in_flight) = std::sync::mpsc::channel();
+    let caller = std::thread::spawn({
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        move || {
+            let s = pool.get_session_blocking("srv", "t", &cfg).unwrap();
+            let serde_json::Value::Object(args) = serde_json::json!({"ms": 60_000}) else {
+                unreachable!()
+            };
+            s.block_on(async {
+                let call = s.call_tool(CallToolRequestParams::new("sleep").with_arguments(args));
+                tokio::pin!(call);
+                // One poll queues the request; then the runtime may go.
+                tokio::select! {
+                    biased;
+                    _ = &mut call => panic!("a 60 s sleep returned"),
+                    () = std::future::ready(()) => {}
+                }
+                sent.send(()).unwrap();
+                call.await
+            })
+            .unwrap()
+        }
+    });
+    in_flight.recv().unwrap();
+    drop(app);
+    let err = caller
+        .join()
+        .expect("the blocking caller panicked")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            mcp_session_pool::Error::SessionEnded {
+                reason: CloseReason::RuntimeGone,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(pool);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !servers.alive().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "server left behind");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_runtime_without_io_or_time_never_hosts_sessions() {
+    let servers = Servers::new("auto_bare_rt");
+    let cfg = servers.config(&[]);
+    let bare = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let (pool, threads) = {
+        let _in_bare = bare.enter();
+        pool_recording_owner_threads(SessionPool::builder())
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(pool.get_session("srv", "t", &cfg)).unwrap();
+    assert_eq!(rt.block_on(increment(&s)), 1);
+    drop(s);
+    assert_eq!(*threads.lock().unwrap(), ["mcp-session-pool"]);
+    let refused = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Handle(bare.handle().clone()))
+        .build();
+    assert!(
+        matches!(refused, Err(mcp_session_pool::Error::InvalidConfig { .. })),
+        "{:?}",
+        refused.err()
+    );
+    drop(pool);
+    servers.assert_none_alive();
+}
+
+#[test]
+fn a_blocking_caller_waiting_for_a_slot_when_the_home_runtime_shuts_down_gets_a_session() {
+    let servers = Servers::new("auto_home_dies_while_queued");
+    let cfg = servers.config(&[]);
+    let app = app_runtime("dying");
+    let pool = {
+        let _in_app = app.enter();
+        SessionPool::builder().max_sessions(1).build().unwrap()
+    };
+    // The one slot, held busy.
+    let busy = app.block_on(pool.get_session("srv", "a", &cfg)).unwrap();
+    let waiter = std::thread::spawn({
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        move || {
+            let s = pool.get_session_blocking("srv", "b", &cfg)?;
+            Ok::<_, mcp_session_pool::Error>(increment_blocking(&s))
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.status().waiting == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the caller never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The busy session dies with its runtime, and frees the slot.
+    drop(app);
+    let count = waiter
+        .join()
+        .expect("the waiting caller panicked")
+        .expect("a session on the pool's own runtime");
+    assert_eq!(count, 1);
+    drop(busy);
+    drop(pool);
+    servers.assert_none_alive();
+}
