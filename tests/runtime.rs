@@ -39,13 +39,7 @@ fn dedicated_runtime_keeps_sessions_across_caller_runtimes() {
     let servers = Servers::new("dedicated_rt");
     let cfg = servers.config(&[]);
     let pool = SessionPool::new();
-    let counts: Vec<u64> = (0..3)
-        .map(|_| {
-            tokio::runtime::Runtime::new().unwrap().block_on(async {
-                increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
-            })
-        })
-        .collect();
+    let counts = counts_through_fresh_runtimes(&pool, &cfg);
     assert_eq!(counts, [1, 2, 3]);
     assert_eq!(servers.started().len(), 1);
     drop(pool);
@@ -65,14 +59,7 @@ fn server_of_a_dropped_caller_runtime_is_reaped_not_left_a_zombie() {
         s.server_pid().unwrap()
     });
     // No later spawn or runtime comes along to reap it: the pool must.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while common::process_exists(pid, "test_server") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server {pid} left behind (a zombie counts) after its runtime was dropped"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_gone(pid);
     drop(pool);
 }
 
@@ -150,13 +137,7 @@ fn default_pool_built_outside_a_multi_threaded_runtime_runs_its_own() {
         built_in_current,
     ] {
         // A fresh runtime per call, as sync tool wrappers do: one session.
-        let counts: Vec<u64> = (0..3)
-            .map(|_| {
-                tokio::runtime::Runtime::new().unwrap().block_on(async {
-                    increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
-                })
-            })
-            .collect();
+        let counts = counts_through_fresh_runtimes(&pool, &cfg);
         assert_eq!(counts, [1, 2, 3]);
         assert_eq!(*threads.lock().unwrap(), ["mcp-session-pool"]);
         drop(pool);
@@ -181,23 +162,10 @@ fn sessions_of_a_home_runtime_that_shuts_down_move_to_the_pools_own() {
     });
     drop(app);
     // Its server is reaped although no runtime hosts its owner any more.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while common::process_exists(first, "test_server") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server {first} left behind after the pool's home runtime shut down"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_gone(first);
     // The state was lost once; from then on sessions outlive their callers'
     // runtimes.
-    let counts: Vec<u64> = (0..3)
-        .map(|_| {
-            tokio::runtime::Runtime::new().unwrap().block_on(async {
-                increment(&pool.get_session("srv", "t", &cfg).await.unwrap()).await
-            })
-        })
-        .collect();
+    let counts = counts_through_fresh_runtimes(&pool, &cfg);
     assert_eq!(counts, [1, 2, 3]);
     assert_eq!(
         *threads.lock().unwrap(),
@@ -340,4 +308,32 @@ fn a_blocking_caller_waiting_for_a_slot_when_the_home_runtime_shuts_down_gets_a_
     drop(busy);
     drop(pool);
     servers.assert_none_alive();
+}
+
+/// `increment` through three fresh runtimes, one per call, as sync tool
+/// wrappers make them.
+fn counts_through_fresh_runtimes(
+    pool: &SessionPool,
+    cfg: &mcp_session_pool::ServerConfig,
+) -> Vec<u64> {
+    (0..3)
+        .map(|_| {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                increment(&pool.get_session("srv", "t", cfg).await.unwrap()).await
+            })
+        })
+        .collect()
+}
+
+/// Waits (at most 3 s) until the server `pid` is gone, zombies included:
+/// no later spawn or runtime may be needed to reap it.
+fn wait_gone(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while common::process_exists(pid, "test_server") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {pid} left behind (a zombie counts)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
