@@ -24,7 +24,11 @@ pub enum OwnerRuntime {
     /// keep their sessions. If the runtime the pool was built in shuts down
     /// while the pool lives on, its sessions end with it
     /// ([`CloseReason::RuntimeGone`](crate::CloseReason::RuntimeGone)) and
-    /// later sessions live on a runtime of the pool's own. The default.
+    /// later sessions live on a runtime of the pool's own. A runtime without
+    /// IO or time is not used either: tokio offers no way to ask, so the
+    /// pool uses each once when it is built and catches tokio's panic (the
+    /// panic hook still runs, and with `panic = "abort"` the process ends;
+    /// build such pools with [`Dedicated`](Self::Dedicated)). The default.
     #[default]
     Auto,
     /// A multi-threaded runtime owned by the pool, on its own named threads,

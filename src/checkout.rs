@@ -191,17 +191,17 @@ impl SessionPool {
             driver: None,
         };
         let host = &self.inner.host;
-        // Twice at most: a home runtime that is shutting down (its sentinel
-        // not yet dropped) refuses the task, which then goes to the pool's
-        // own runtime.
-        for _ in 0..2 {
+        // Twice at most: an `Auto` pool's home runtime that is shutting down
+        // (its sentinel not yet dropped) refuses the task, which then goes to
+        // the pool's own runtime.
+        loop {
             let handle = match host.handle() {
                 Ok(handle) => handle,
                 Err(e) => return task.fail(e),
             };
             task.driver = Some(host.driver(&handle));
-            // The runtime drops a task it refuses without running it: keep
-            // it where it can be taken back.
+            // A runtime drops a task it refuses without running it: keep the
+            // task where it can be taken back.
             let slot = Arc::new(parking_lot::Mutex::new(Some(task)));
             let theirs = slot.clone();
             let join = handle.spawn(async move {
@@ -212,18 +212,13 @@ impl SessionPool {
             });
             let refused = join.is_finished().then(|| slot.lock().take()).flatten();
             match refused {
-                None => return,
-                Some(back) => {
-                    host.home_refused();
-                    task = back;
-                }
+                Some(back) if host.home_refused() => task = back,
+                // Accepted; or refused by a runtime the application chose,
+                // and dropping the task tells its waiters, as when a runtime
+                // drops an owner it was running.
+                _ => return,
             }
         }
-        task.fail(Error::Runtime {
-            source: Arc::new(std::io::Error::other(
-                "no runtime accepted the session's task",
-            )),
-        });
     }
 
     /// Starts warm spares of `server` until it has as many as its config

@@ -157,8 +157,14 @@ impl Core {
             let mut reg = self.registry.lock();
             // Closing until its process is gone: the slot frees when the
             // owner is done, and a retry of the key waits for it.
+            // No backoff where the server is not at fault.
             if reg.retire_inflight(key, generation)
-                && !matches!(error, Error::ClosedWhileConnecting { .. })
+                && !matches!(
+                    error,
+                    Error::ClosedWhileConnecting { .. }
+                        | Error::Runtime { .. }
+                        | Error::BlockingNotAllowed { .. }
+                )
             {
                 let (initial, max) = self.config.failure_backoff;
                 // A spare's key is used once: its server's spares back off.

@@ -171,12 +171,13 @@ impl Host {
 
     /// The home runtime refused a task: it is shutting down, though its
     /// sentinel has not been dropped yet.
-    pub(crate) fn home_refused(&self) {
-        if let Host::Auto {
-            home: Some(home), ..
-        } = self
-        {
-            home.alive.store(false, Ordering::Release);
+    /// Returns whether the task should go to the pool's own runtime.
+    pub(crate) fn home_refused(&self) -> bool {
+        match self {
+            Host::Auto {
+                home: Some(home), ..
+            } => home.alive.swap(false, Ordering::AcqRel),
+            _ => false,
         }
     }
 
@@ -322,16 +323,16 @@ impl Drop for Home {
 
 /// Whether `handle`'s runtime has the IO and time drivers sessions need.
 /// tokio offers no query, only a panic on first use, so this uses each
-/// once and catches the panic (whose message the panic hook still prints).
+/// once and catches the panic (the panic hook still runs).
 fn has_drivers(handle: &Handle) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _in = handle.enter();
         drop(tokio::time::sleep(Duration::ZERO));
-        if let Ok((probe, _peer)) = std::os::unix::net::UnixStream::pair()
-            && probe.set_nonblocking(true).is_ok()
-        {
-            drop(tokio::net::UnixStream::from_std(probe));
-        }
+        // No socket to probe with (the open-file limit, say): unknown,
+        // which counts as no.
+        let (probe, _peer) = std::os::unix::net::UnixStream::pair().ok()?;
+        probe.set_nonblocking(true).ok()?;
+        tokio::net::UnixStream::from_std(probe).ok()
     }))
-    .is_ok()
+    .is_ok_and(|probed| probed.is_some())
 }

@@ -292,8 +292,8 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::BlockingNotAllowed`] when called from a current-thread
-    /// runtime, or from a plain thread after the pool that made the session
-    /// (and the runtime it ran) was dropped.
+    /// runtime, or (with `OwnerRuntime::Auto` or `Dedicated`) after the pool
+    /// that made the session, and the runtime it ran, was dropped.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
         crate::blocking::block_on(&self.inner().driver, fut)
     }

@@ -337,3 +337,28 @@ fn wait_gone(pid: u32) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+#[test]
+fn a_blocking_call_from_inside_a_runtime_without_timers_uses_the_pools_own() {
+    let servers = Servers::new("auto_bare_rt_blocking");
+    // A call timeout puts a timer in the call.
+    let cfg = servers
+        .config(&[])
+        .call_timeout(std::time::Duration::from_secs(60));
+    let bare = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let pool = {
+        let _in_bare = bare.enter();
+        SessionPool::new()
+    };
+    let s = pool.get_session_blocking("srv", "t", &cfg).unwrap();
+    // A sync tool wrapper run by `spawn_blocking` on that runtime.
+    let count = bare
+        .block_on(bare.spawn_blocking(move || increment_blocking(&s)))
+        .expect("the blocking call panicked");
+    assert_eq!(count, 1);
+    drop(pool);
+    servers.assert_none_alive();
+}
