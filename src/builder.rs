@@ -284,7 +284,7 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a zero bound, timeout or thread count;
-    /// [`Error::Runtime`] if the dedicated runtime cannot start.
+    /// [`Error::Runtime`] if the pool's own runtime cannot start.
     pub fn build(self) -> Result<SessionPool, Error> {
         let c = &self.config;
         let invalid = |reason| Err(Error::InvalidConfig { reason });

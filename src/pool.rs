@@ -56,7 +56,7 @@ impl SessionPool {
     ///
     /// # Panics
     ///
-    /// If the dedicated runtime's threads cannot be started; use
+    /// If the pool's own runtime's threads cannot be started; use
     /// [`SessionPool::builder`] to get that as an error instead.
     pub fn new() -> Self {
         Builder::default()
