@@ -12,6 +12,8 @@
 //! back, alternating order), and printed. Run with
 //! `cargo bench --features http --bench http`; BENCHMARKS.md has the results.
 
+mod support;
+
 #[path = "../examples/support/test_server.rs"]
 mod test_server;
 
@@ -69,11 +71,7 @@ async fn pool_calls(pool: &SessionPool, cfg: &ServerConfig, iters: u64) -> Durat
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::callers_runtime();
     let mut c = Criterion::default().configure_from_args();
     let server = rt.block_on(http_server::HttpServer::start());
     let url = server.url.clone();

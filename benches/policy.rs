@@ -39,14 +39,6 @@ use mcp_session_pool::{OwnerRuntime, Protocol, ServerConfig, SessionPool};
 use rmcp::model::CallToolRequestParams;
 use tokio::runtime::Runtime;
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn echo() -> CallToolRequestParams {
     let serde_json::Value::Object(args) = serde_json::json!({ "text": "hello" }) else {
         unreachable!("a JSON object literal")
@@ -326,7 +318,7 @@ fn fairness(rt: &Runtime) {
 }
 
 fn main() {
-    let rt = runtime();
+    let rt = support::callers_runtime();
     let mut c = Criterion::default().configure_from_args();
     request_guard(&mut c, &rt);
     new_scope_first_call(&mut c, &rt);

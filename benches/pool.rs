@@ -55,11 +55,7 @@ impl Env {
         ));
         let _ = std::fs::remove_file(&pid_file);
         Self {
-            rt: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("caller runtime"),
+            rt: support::callers_runtime(),
             bin: support::server_bin(),
             pid_file,
         }
@@ -95,29 +91,16 @@ impl Env {
     /// command line) it is our own child: pids are reused, and other
     /// processes on the machine may run `test_server` too.
     fn leftovers(&self) -> Vec<u32> {
-        let me = std::process::id().to_string();
         let ours = |pid: &str| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline
+            cmdline
                 .split(|&b| b == 0)
                 .any(|arg| arg == self.pid_file.as_os_str().as_encoded_bytes())
-            {
-                return true;
-            }
-            // `pid (comm) state ppid ...`
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.contains("(test_server) ")
-                && stat
-                    .rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split(' ').nth(1))
-                    == Some(me.as_str())
+                || support::is_our_test_server(pid)
         };
-        std::fs::read_dir("/proc")
-            .expect("read /proc")
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && ours(name))
-            .map(|name| name.parse().expect("a pid"))
+        support::all_pids()
+            .filter(|pid| ours(pid))
+            .map(|pid| pid.parse().expect("a pid"))
             .collect()
     }
 

@@ -122,15 +122,6 @@ enum Transport {
     Stdio,
 }
 
-/// The callers' runtime: 2 workers, as on the machine the figures come from.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// Threads, open file descriptors and resident KiB of this process.
 fn footprint() -> (usize, usize, u64) {
     let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |d| d.count());
@@ -145,20 +136,8 @@ fn footprint() -> (usize, usize, u64) {
 
 /// Live children of this process (the stdio servers).
 fn children() -> usize {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.contains("(test_server) ")
-                && stat
-                    .rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split(' ').nth(1))
-                    == Some(me.as_str())
-        })
+    support::all_pids()
+        .filter(|pid| support::is_our_test_server(pid))
         .count()
 }
 
@@ -177,7 +156,7 @@ fn header() {
 }
 
 fn pool_run(transport: Transport, sizes: &[usize]) {
-    let rt = runtime();
+    let rt = support::callers_runtime();
     let bin = support::server_bin();
     let cfg = match transport {
         Transport::InProcess => {
@@ -301,7 +280,7 @@ fn pool_run(transport: Transport, sizes: &[usize]) {
 /// pool.
 fn raw_run(transport: Transport, sizes: &[usize]) {
     let bin = support::server_bin();
-    let rt = runtime();
+    let rt = support::callers_runtime();
     let config = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("bench-raw-client", "0"),

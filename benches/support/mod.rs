@@ -46,3 +46,35 @@ pub fn server_bin() -> PathBuf {
     );
     bin
 }
+
+/// The callers' runtime of every bench: multi-threaded with 2 workers, as on
+/// the machine the figures come from, so pool-vs-raw ratios compare like with
+/// like.
+pub fn callers_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("callers' runtime")
+}
+
+/// The pids (as `/proc` names them) of every process on the machine.
+pub fn all_pids() -> impl Iterator<Item = String> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `pid` is a `test_server` child of this process, zombies included.
+pub fn is_our_test_server(pid: &str) -> bool {
+    // `pid (comm) state ppid ...`
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let me = std::process::id().to_string();
+    stat.contains("(test_server) ")
+        && stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            == Some(me.as_str())
+}
