@@ -96,11 +96,7 @@ impl Session {
                 let handle = peer
                     .send_request_with_option(request, PeerRequestOptions::no_options())
                     .await?;
-                let mut abandon = CancelOnDrop {
-                    peer,
-                    session,
-                    id: Some(handle.id.clone()),
-                };
+                let abandon = CancelOnDrop::new(peer, session, &handle.id);
                 let (tx, mut progress) = mpsc::unbounded_channel();
                 let route = Route::new(&session.hooks, handle.progress_token.clone(), tx);
                 let response = handle.await_response();
@@ -115,7 +111,7 @@ impl Session {
                 while let Ok(report) = progress.try_recv() {
                     on_progress(report);
                 }
-                abandon.id = None;
+                abandon.answered();
                 match result? {
                     ServerResult::CallToolResult(result) => return Ok(result),
                     // A 2026-07-28 server needs input first: the session's
@@ -359,13 +355,9 @@ impl Session {
                 .send_request_with_option(request, PeerRequestOptions::no_options())
                 .await?;
             // rmcp's raw requests do not cancel on drop; its typed ones do.
-            let mut abandon = CancelOnDrop {
-                peer,
-                session,
-                id: Some(handle.id.clone()),
-            };
+            let abandon = CancelOnDrop::new(peer, session, &handle.id);
             let result = handle.await_response().await;
-            abandon.id = None;
+            abandon.answered();
             result
         })
         .await
@@ -484,6 +476,21 @@ struct CancelOnDrop<'a> {
     peer: &'a Peer<RoleClient>,
     session: &'a SessionInner,
     id: Option<RequestId>,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    fn new(peer: &'a Peer<RoleClient>, session: &'a SessionInner, id: &RequestId) -> Self {
+        Self {
+            peer,
+            session,
+            id: Some(id.clone()),
+        }
+    }
+
+    /// The request was answered (or failed): nothing to cancel.
+    fn answered(mut self) {
+        self.id = None;
+    }
 }
 
 impl Drop for CancelOnDrop<'_> {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{in_process, increment};
-use mcp_session_pool::{CloseReason, Error, OwnerRuntime, SessionPool};
+use mcp_session_pool::{CloseReason, Error, OwnerRuntime, ServerConfig, Session, SessionPool};
 
 fn pool(max: usize) -> SessionPool {
     SessionPool::builder()
@@ -37,15 +37,9 @@ async fn second_caller_in_line_of_a_key_gets_the_session_made_for_the_first() {
     let (cfg, _) = in_process();
     let pool = pool(1);
     let held = pool.get_session("srv", "a", &cfg).await.unwrap();
-    let h1 = tokio::spawn({
-        let (pool, cfg) = (pool.clone(), cfg.clone());
-        async move { pool.get_session("srv", "b", &cfg).await }
-    });
+    let h1 = spawn_get(&pool, &cfg, "b");
     until_waiting(&pool, 1).await;
-    let h2 = tokio::spawn({
-        let (pool, cfg) = (pool.clone(), cfg.clone());
-        async move { pool.get_session("srv", "b", &cfg).await }
-    });
+    let h2 = spawn_get(&pool, &cfg, "b");
     until_waiting(&pool, 2).await;
     drop(held);
     // H1 gets "b" and keeps it for a long tool call.
@@ -77,10 +71,7 @@ async fn second_caller_in_line_never_evicts_its_own_keys_session() {
         }
     });
     until_waiting(&pool, 1).await;
-    let h2 = tokio::spawn({
-        let (pool, cfg) = (pool.clone(), cfg.clone());
-        async move { pool.get_session("srv", "b", &cfg).await }
-    });
+    let h2 = spawn_get(&pool, &cfg, "b");
     until_waiting(&pool, 2).await;
     drop(held);
     let g1 = h1.await.unwrap().unwrap();
@@ -149,10 +140,7 @@ async fn a_woken_caller_that_leaves_passes_the_wake_up_on() {
         () = std::future::ready(()) => {}
     }
     assert_eq!(pool.status().waiting, 1);
-    let h2 = tokio::spawn({
-        let (pool, cfg) = (pool.clone(), cfg.clone());
-        async move { pool.get_session("srv", "c", &cfg).await }
-    });
+    let h2 = spawn_get(&pool, &cfg, "c");
     until_waiting(&pool, 2).await;
     drop(held); // "a" idle: wakes the head (f1)
     drop(f1); // the head gives up (e.g. the caller's own timeout) before running
@@ -165,4 +153,14 @@ async fn a_woken_caller_that_leaves_passes_the_wake_up_on() {
         pool.status()
     );
     assert!(r.is_ok(), "c got {r:?} though `a` was idle and evictable");
+}
+
+/// `get_session("srv", scope)` as a task of its own.
+fn spawn_get(
+    pool: &SessionPool,
+    cfg: &ServerConfig,
+    scope: &'static str,
+) -> tokio::task::JoinHandle<Result<Session, Error>> {
+    let (pool, cfg) = (pool.clone(), cfg.clone());
+    tokio::spawn(async move { pool.get_session("srv", scope, &cfg).await })
 }
