@@ -334,7 +334,7 @@ impl SessionPool {
                     HealthCheck::Off => false,
                 };
                 let session = live.session.lease();
-                Stats::bump(&core.stats.hits);
+                reg.hits += 1;
                 metrics::reused(server);
                 tracing::trace!(
                     server,
@@ -402,7 +402,7 @@ impl SessionPool {
             && reg.closing_of(k).is_empty()
             && let Some(session) = reg.adopt_spare(k, config.fingerprint())
         {
-            Stats::bump(&core.stats.hits);
+            reg.hits += 1;
             metrics::reused(server);
             tracing::debug!(
                 server,

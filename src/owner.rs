@@ -162,7 +162,7 @@ impl OwnerTask {
         // poll it again.
         let mut waiting = std::pin::pin!(client.waiting().fuse());
         let reason = loop {
-            let busy = session.busy() > 0;
+            let busy = session.busy_for_owner();
             let idle_at = core.config.idle_timeout.map(|d| session.last_used() + d);
             let life_at = core.config.max_lifetime.map(|d| started + d);
             // A busy session neither idles nor expires: wait for its release.

@@ -324,12 +324,16 @@ impl SessionPool {
     /// See [`PoolStatus`] for how consistent the snapshot is.
     pub fn status(&self) -> PoolStatus {
         let core = &self.inner.core;
-        let (live, in_flight, closing) = {
+        let counts = {
             let reg = core.registry.lock();
-            (reg.live.len(), reg.inflight.len(), reg.closing.len())
+            (
+                reg.live.len(),
+                reg.inflight.len(),
+                reg.closing.len(),
+                reg.hits,
+            )
         };
-        core.stats
-            .snapshot(live, in_flight, closing, core.slots.len())
+        core.stats.snapshot(counts, core.slots.len())
     }
 }
 

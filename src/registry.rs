@@ -167,6 +167,9 @@ pub(crate) struct Registry {
     /// slots go to the next caller, once they are gone.
     pub(crate) orphans: Vec<u64>,
     pub(crate) closed: bool,
+    /// `get_session` calls answered by an established session: counted
+    /// here, under the lock the hit takes anyway, not with another atomic.
+    pub(crate) hits: u64,
 }
 
 impl Registry {
@@ -180,6 +183,7 @@ impl Registry {
             reserved: Vec::new(),
             orphans: Vec::new(),
             closed: false,
+            hits: 0,
         }
     }
 

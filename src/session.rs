@@ -6,7 +6,7 @@ use std::{
     ops::Deref,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -39,13 +39,19 @@ pub(crate) struct SessionInner {
     /// Whether a handle has reported `previous` yet: it is told once.
     told: AtomicBool,
     pid: Option<u32>,
-    /// Handles given out by `get_session` and not yet dropped.
-    busy: AtomicUsize,
+    /// Leases taken, ever. Written only under the registry lock, so a load
+    /// and a store count one: no read-modify-write on the hit path.
+    leases: AtomicU64,
+    /// Leases given back, ever, less the clones made (a clone is a lease
+    /// taken outside the lock). Handles alive: `leases - releases`.
+    releases: AtomicU64,
     /// When it was last released, as nanoseconds past `epoch`.
     last_used: AtomicU64,
     epoch: Instant,
-    /// Wakes the owner when the last handle is released.
+    /// Wakes the owner when the last handle is released, if it waits for
+    /// that (`owner_waits`): a release nobody waits for skips the notify.
     pub(crate) released: Notify,
+    owner_waits: AtomicBool,
     /// Wakes callers waiting for an evictable session.
     slots: Arc<Slots>,
 }
@@ -80,10 +86,12 @@ impl SessionInner {
             // Nothing to tell (unless a scope takes it as a warm spare).
             told: AtomicBool::new(previous.is_none() && !crate::registry::is_spare(key)),
             pid,
-            busy: AtomicUsize::new(0),
+            leases: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
             epoch,
             released: Notify::new(),
+            owner_waits: AtomicBool::new(false),
             slots,
         };
         inner.touch();
@@ -108,8 +116,17 @@ impl SessionInner {
         &self.runtime
     }
 
-    pub(crate) fn busy(&self) -> usize {
-        self.busy.load(Ordering::SeqCst)
+    /// Handles alive.
+    pub(crate) fn busy(&self) -> u64 {
+        // Releases first: a release seen here has its lease seen next.
+        let releases = self.releases.load(Ordering::SeqCst);
+        self.leases.load(Ordering::SeqCst).wrapping_sub(releases)
+    }
+
+    /// Under the registry lock, the only place `leases` is written.
+    fn count_leases(&self, n: u64) {
+        let leases = self.leases.load(Ordering::Relaxed);
+        self.leases.store(leases.wrapping_add(n), Ordering::Release);
     }
 
     pub(crate) fn last_used(&self) -> Instant {
@@ -128,23 +145,41 @@ impl SessionInner {
     /// Under the registry lock, so eviction and expiry see it.
     pub(crate) fn lease(self: &Arc<Self>) -> Session {
         // No timestamp: a busy session does not idle, and the release stamps it.
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.count_leases(1);
         self.leased()
     }
 
     /// Marks the session busy for `n` handles to be made later with
     /// [`leased`](Self::leased). Under the registry lock.
     pub(crate) fn reserve(&self, n: usize) {
-        self.busy.fetch_add(n, Ordering::SeqCst);
+        self.count_leases(n as u64);
     }
 
     /// Gives one lease back.
     pub(crate) fn release(&self) {
         self.touch();
-        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.released.notify_one();
+        // The last handle, unless a lease taken meanwhile is not yet seen
+        // here: then its own release is the last one.
+        let released = self.releases.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        if released == self.leases.load(Ordering::SeqCst) {
+            if self.owner_waits.load(Ordering::SeqCst) {
+                self.released.notify_one();
+            }
             self.slots.released();
         }
+    }
+
+    /// For the owner: whether the session is busy, and if so, that the last
+    /// release is to wake it through `released`.
+    pub(crate) fn busy_for_owner(&self) -> bool {
+        // Both sides SeqCst: either this read sees the last release, or that
+        // release sees the flag and notifies (a permit, if not yet awaited).
+        self.owner_waits.store(true, Ordering::SeqCst);
+        let busy = self.busy() > 0;
+        if !busy {
+            self.owner_waits.store(false, Ordering::Relaxed);
+        }
+        busy
     }
 
     /// A handle for a lease already counted in `busy`.
@@ -193,7 +228,9 @@ pub struct Session {
 impl Clone for Session {
     /// Another handle, busy like this one: no allocation, one atomic add.
     fn clone(&self) -> Self {
-        self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        // Before the original can be dropped: its release never makes the
+        // count look zero while this clone lives.
+        self.inner.releases.fetch_sub(1, Ordering::SeqCst);
         Session {
             inner: self.inner.clone(),
             replaced: self.replaced,

@@ -1,4 +1,5 @@
-//! Counters, kept as atomics outside the registry lock, and the status snapshot.
+//! Counters, kept as atomics outside the registry lock (hits excepted: the
+//! registry counts them), and the status snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -7,7 +8,6 @@ use crate::CloseReason;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) created: AtomicU64,
-    pub(crate) hits: AtomicU64,
     pub(crate) joined: AtomicU64,
     pub(crate) creation_failures: AtomicU64,
     pub(crate) teardown_failures: AtomicU64,
@@ -25,9 +25,7 @@ impl Stats {
 
     pub(crate) fn snapshot(
         &self,
-        live: usize,
-        in_flight: usize,
-        closing: usize,
+        (live, in_flight, closing, hits): (usize, usize, usize, u64),
         waiting: usize,
     ) -> PoolStatus {
         PoolStatus {
@@ -36,7 +34,7 @@ impl Stats {
             closing,
             waiting,
             created: self.created.load(Relaxed),
-            hits: self.hits.load(Relaxed),
+            hits,
             joined: self.joined.load(Relaxed),
             creation_failures: self.creation_failures.load(Relaxed),
             teardown_failures: self.teardown_failures.load(Relaxed),

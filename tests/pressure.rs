@@ -15,7 +15,9 @@ use std::{
 };
 
 use common::{Rng, Servers, in_process, increment};
-use mcp_session_pool::{CloseReason, Error, OwnerRuntime, SessionPool};
+use mcp_session_pool::{
+    CloseReason, Error, OwnerRuntime, SessionPool, rmcp::model::CallToolRequestParams,
+};
 use parking_lot::Mutex;
 
 /// One session held busy all along at a bound of 2; two callers loop
@@ -344,4 +346,96 @@ async fn random_operations_on_in_process_servers_keep_the_invariants() {
 async fn random_operations_on_stdio_servers_keep_the_invariants() {
     let servers = Servers::new("random_stdio");
     random_operations(Rng::seed(), 6, 60, Some(&servers)).await;
+}
+
+/// Handles cloned, sent to other tasks and dropped on two threads, at a
+/// bound of one session and an idle timeout of a few milliseconds: a
+/// session is busy exactly while a handle of it lives. Counted too low, a
+/// held session is evicted or expires and a call on it fails; counted too
+/// high, or a last release lost, the other key never gets the slot and
+/// `get_session` times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloned_handles_keep_a_session_busy_exactly_while_they_live() {
+    const TASKS: u64 = 4;
+    const OPS: usize = 150;
+    let seed = Rng::seed();
+    let (cfg, _) = in_process();
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .max_sessions(1)
+        .idle_timeout(Some(Duration::from_millis(2)))
+        .connect_timeout(Duration::from_secs(10))
+        .failure_backoff(Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    let workers: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (pool, cfg) = (pool.clone(), cfg.clone());
+            let mut rng = Rng::new(seed ^ (t + 1).wrapping_mul(0x9e37));
+            tokio::spawn(async move {
+                let mut clones = Vec::new();
+                for i in 0..OPS {
+                    let scope = ["a", "b"][rng.below(2) as usize];
+                    let session = pool
+                        .get_session("srv", scope, &cfg)
+                        .await
+                        .unwrap_or_else(|e| panic!("seed {seed}: op {i}: get_session: {e}"));
+                    for _ in 0..rng.below(4) {
+                        let (clone, yields) = (session.clone(), rng.below(4));
+                        clones.push(tokio::spawn(async move {
+                            for _ in 0..yields {
+                                tokio::task::yield_now().await;
+                            }
+                            clone
+                                .call_tool(CallToolRequestParams::new("increment"))
+                                .await
+                        }));
+                    }
+                    if rng.below(2) == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    if let Err(e) = session
+                        .call_tool(CallToolRequestParams::new("increment"))
+                        .await
+                    {
+                        panic!("seed {seed}: op {i}: a held session ended: {e}");
+                    }
+                    drop(session);
+                    let status = pool.status();
+                    assert!(
+                        status.live + status.in_flight <= 1,
+                        "seed {seed}: {status:?}"
+                    );
+                }
+                for clone in clones {
+                    if let Err(e) = clone.await.unwrap() {
+                        panic!("seed {seed}: a session held by a clone ended: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let all = async {
+        for worker in workers {
+            if let Err(e) = worker.await {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stuck"));
+    let created = pool.status().created;
+    pool.close_all().await;
+    let status = pool.status();
+    assert_eq!(
+        (status.live, status.in_flight, status.closing),
+        (0, 0, 0),
+        "seed {seed}"
+    );
+    eprintln!(
+        "seed {seed}: {} gets, {created} sessions made",
+        TASKS as usize * OPS
+    );
+    assert!(created > 1, "seed {seed}: the keys never took turns");
 }
