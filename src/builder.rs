@@ -182,6 +182,11 @@ impl Builder {
     /// its last handle was dropped). Each session's owner keeps its own timer.
     /// A busy session never expires. `None` keeps idle sessions forever.
     ///
+    /// A session expires no earlier than this, and at most a sixteenth of it
+    /// later (at least 1 ms): dropping a handle does not read the clock; the
+    /// owner notes the last use when it looks, every `timeout / 16`. With a
+    /// [`HealthCheck`] on, each drop is timed exactly.
+    ///
     /// Defaults to 30 minutes.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;

@@ -142,10 +142,13 @@ impl Core {
         let mut reg = self.registry.lock();
         let key = link.current_key(key);
         let k: &dyn KeyView = &key;
-        let idle = reg
-            .live
-            .peek(k)
-            .is_some_and(|l| l.link.generation == link.generation && l.session.busy() == 0);
+        let idle = reg.live.peek(k).is_some_and(|l| {
+            l.link.generation == link.generation
+                    && l.session.busy() == 0
+                    // Busy first: no lease is taken under this lock, so a
+                    // release since the owner's look has its flag seen here.
+                    && (reason != CloseReason::IdleTimeout || !l.session.used_since_stamp())
+        });
         idle && reg.remove_live(k, reason).is_some()
     }
 

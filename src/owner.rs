@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    CloseReason, Error, HandlerContext, ServerConfig,
+    CloseReason, Error, HandlerContext, HealthCheck, ServerConfig,
     config::Transport,
     core::OwnerGuard,
     handler::{Hooks, PoolHandler},
@@ -136,7 +136,8 @@ impl OwnerTask {
             hooks,
             previous,
             process.as_ref().and_then(ServerProcess::pid),
-            core.epoch,
+            // A health check reads the idle time on every hit: exact then.
+            (core.epoch, core.config.health_check != HealthCheck::Off),
             core.slots.clone(),
             driver.unwrap_or_else(|| Driver::Runtime(tokio::runtime::Handle::current())),
         ));
@@ -163,13 +164,21 @@ impl OwnerTask {
         let mut waiting = std::pin::pin!(client.waiting().fuse());
         let reason = loop {
             let busy = session.busy_for_owner();
-            let idle_at = core.config.idle_timeout.map(|d| session.last_used() + d);
+            if !busy {
+                session.stamp_if_used();
+            }
+            let idle = core.config.idle_timeout;
+            let idle_at = idle.map(|d| session.last_used() + d);
             let life_at = core.config.max_lifetime.map(|d| started + d);
+            // Releases nobody waits for are seen here, at most this late.
+            let look_at = idle
+                .filter(|_| session.stamped_by_owner())
+                .map(|d| Instant::now() + look_every(d));
             // A busy session neither idles nor expires: wait for its release.
             let wake = if busy {
                 None
             } else {
-                idle_at.into_iter().chain(life_at).min()
+                idle_at.into_iter().chain(life_at).chain(look_at).min()
             };
             tokio::select! {
                 biased;
@@ -198,7 +207,9 @@ impl OwnerTask {
                     let now = Instant::now();
                     let expired = if life_at.is_some_and(|t| t <= now) {
                         CloseReason::MaxLifetime
-                    } else if core.config.idle_timeout.is_some_and(|d| session.last_used() + d <= now) {
+                    } else if !session.used_since_stamp()
+                        && idle.is_some_and(|d| session.last_used() + d <= now)
+                    {
                         CloseReason::IdleTimeout
                     } else {
                         continue;
@@ -224,6 +235,13 @@ impl OwnerTask {
         tracing::info!(?reason, teardown = ?elapsed, "session closed");
         guard.finish();
     }
+}
+
+/// How often an idle session's owner looks for releases it was not woken
+/// for: a sixteenth of the idle timeout, at least a millisecond. An idle
+/// session expires at most this much after its timeout.
+pub(crate) fn look_every(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 16).max(Duration::from_millis(1))
 }
 
 fn died(guard: &OwnerGuard, what: &'static str) -> CloseReason {

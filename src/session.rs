@@ -45,9 +45,15 @@ pub(crate) struct SessionInner {
     /// Leases given back, ever, less the clones made (a clone is a lease
     /// taken outside the lock). Handles alive: `leases - releases`.
     releases: AtomicU64,
-    /// When it was last released, as nanoseconds past `epoch`.
+    /// When it was last known idle, as nanoseconds past `epoch`: stamped by
+    /// each release if `stamp_releases`, else by the owner when it sees
+    /// `used` (a clock read is a fifth of a hit's cost).
     last_used: AtomicU64,
     epoch: Instant,
+    /// Released since `last_used` was stamped: the session may not idle out
+    /// until the owner stamps it again.
+    used: AtomicBool,
+    stamp_releases: bool,
     /// Wakes the owner when the last handle is released, if it waits for
     /// that (`owner_waits`): a release nobody waits for skips the notify.
     pub(crate) released: Notify,
@@ -67,7 +73,7 @@ impl SessionInner {
         hooks: Arc<Hooks>,
         previous: Option<CloseReason>,
         pid: Option<u32>,
-        epoch: Instant,
+        (epoch, stamp_releases): (Instant, bool),
         slots: Arc<Slots>,
         driver: crate::runtime::Driver,
     ) -> Self {
@@ -90,6 +96,8 @@ impl SessionInner {
             releases: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
             epoch,
+            used: AtomicBool::new(false),
+            stamp_releases,
             released: Notify::new(),
             owner_waits: AtomicBool::new(false),
             slots,
@@ -133,6 +141,29 @@ impl SessionInner {
         self.epoch + std::time::Duration::from_nanos(self.last_used.load(Ordering::Relaxed))
     }
 
+    /// For the owner: stamps `last_used` now if a release came since the
+    /// last stamp (unless releases stamp it themselves). Between such looks
+    /// a session idles out late, never early.
+    pub(crate) fn stamp_if_used(&self) {
+        // Cleared before the clock is read: a release after the clear sets
+        // it again, and one before is older than the stamp.
+        if self.used.swap(false, Ordering::SeqCst) && !self.stamp_releases {
+            self.touch();
+        }
+    }
+
+    /// Whether a release came since `last_used` was stamped. `SeqCst`: a
+    /// release counted by [`busy`](Self::busy) has its flag seen here.
+    pub(crate) fn used_since_stamp(&self) -> bool {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// Whether only the owner's looks stamp `last_used`: then it must look
+    /// now and then while the session is idle.
+    pub(crate) fn stamped_by_owner(&self) -> bool {
+        !self.stamp_releases
+    }
+
     fn touch(&self) {
         let nanos = Instant::now()
             .saturating_duration_since(self.epoch)
@@ -157,7 +188,12 @@ impl SessionInner {
 
     /// Gives one lease back.
     pub(crate) fn release(&self) {
-        self.touch();
+        if self.stamp_releases {
+            self.touch();
+        }
+        // Before the count: whoever sees this release counted sees the flag;
+        // whoever sees the flag sees the stamp.
+        self.used.store(true, Ordering::Release);
         // The last handle, unless a lease taken meanwhile is not yet seen
         // here: then its own release is the last one.
         let released = self.releases.fetch_add(1, Ordering::SeqCst).wrapping_add(1);

@@ -46,7 +46,15 @@ async fn idle_session_expires_and_the_next_call_says_why() {
     assert_eq!(increment(&again).await, 2);
     drop(again);
 
-    sleep(31 * MIN).await;
+    // Never before the timeout; after it by at most a sixteenth of it (the
+    // owner stamps releases it was not woken for when it looks).
+    sleep(30 * MIN - Duration::from_secs(1)).await;
+    assert_eq!(
+        pool.status().live,
+        1,
+        "idle time counts from the last release"
+    );
+    sleep(30 * MIN / 16 + Duration::from_secs(1)).await;
     assert_eq!(pool.status().live, 0);
     assert_eq!(pool.status().closed(CloseReason::IdleTimeout), 1);
     let fresh = pool.get_session("mem", "t", &cfg).await.unwrap();
