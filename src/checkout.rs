@@ -14,7 +14,7 @@ use crate::{
     key::{KeyView, SessionKey},
     metrics::{self, Gauge},
     owner::OwnerTask,
-    registry::{OwnerLink, Pending, Ready, Registry},
+    registry::{Made, OwnerLink, Pending, Ready, Registry},
     session::SessionInner,
     slots::Waiter,
     stats::Stats,
@@ -38,6 +38,7 @@ pub(crate) struct JoinTicket<'a> {
     core: &'a Core,
     key: SessionKey,
     generation: u64,
+    made: Made,
     claimed: bool,
 }
 
@@ -46,7 +47,7 @@ impl Drop for JoinTicket<'_> {
         if self.claimed {
             return;
         }
-        let reserved = {
+        {
             let mut reg = self.core.registry.lock();
             let k: &dyn KeyView = &self.key;
             if let Some(p) = reg.inflight.get_mut(k)
@@ -55,13 +56,13 @@ impl Drop for JoinTicket<'_> {
                 p.waiters -= 1;
                 return;
             }
-            reg.live
-                .peek(k)
-                .filter(|l| l.link.generation == self.generation)
-                .map(|l| l.session.clone())
-        };
-        // Released outside the lock: the release may wake a slot waiter.
-        if let Some(session) = reserved {
+        }
+        // Promoted (with this caller's lease) or failed (without): `made`
+        // is set under the lock that took it out of in-flight. Wherever the
+        // session went since (replaced, closed), the lease goes back, else
+        // it would stay busy for good. Outside the lock: the release may
+        // wake a slot waiter.
+        if let Some(session) = self.made.get() {
             session.release();
         }
     }
@@ -149,10 +150,11 @@ impl SessionPool {
             Err(e) => Err(e),
             Ok(Look::Done(step) | Look::Adopted(step)) => Ok(step),
             Ok(Look::Create(create)) => {
-                let (key, generation, ready) = (
+                let (key, generation, ready, made) = (
                     create.key.clone(),
                     create.link.generation,
                     create.ready.clone(),
+                    create.made.clone(),
                 );
                 // The caller's creation first, then the spares.
                 self.spawn_owner(*create, config);
@@ -162,6 +164,7 @@ impl SessionPool {
                         core,
                         key,
                         generation,
+                        made,
                         claimed: false,
                     },
                 ))
@@ -282,12 +285,14 @@ impl SessionPool {
             })
             .boxed()
             .shared();
+        let made = Made::default();
         reg.inflight.insert(
             key.clone(),
             Pending {
                 ready: ready.clone(),
                 link: link.clone(),
                 waiters,
+                made: made.clone(),
             },
         );
         metrics::gauge(Gauge::Creating, &key.server, 1.0);
@@ -296,6 +301,7 @@ impl SessionPool {
             link,
             tx,
             ready,
+            made,
             previous,
             after,
         }
@@ -365,8 +371,12 @@ impl SessionPool {
             }
         }
         if let Some((key, pending)) = reg.inflight.get_key_value(k) {
-            let (key, ready, generation) =
-                (key.clone(), pending.ready.clone(), pending.link.generation);
+            let (key, ready, generation, made) = (
+                key.clone(),
+                pending.ready.clone(),
+                pending.link.generation,
+                pending.made.clone(),
+            );
             if let Some(pending) = reg.inflight.get_mut(k) {
                 pending.waiters += 1;
             }
@@ -378,6 +388,7 @@ impl SessionPool {
                     core,
                     key,
                     generation,
+                    made,
                     claimed: false,
                 },
             )));
@@ -514,6 +525,7 @@ struct Create {
     link: OwnerLink,
     tx: oneshot::Sender<Result<Arc<SessionInner>, Error>>,
     ready: Ready,
+    made: Made,
     previous: Option<CloseReason>,
     after: Vec<CancellationToken>,
 }

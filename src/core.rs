@@ -93,8 +93,11 @@ impl Core {
             let k: &dyn KeyView = key;
             match reg.inflight.get(k) {
                 Some(p) if p.link.generation == link.generation => {
-                    let waiters = p.waiters;
+                    let (waiters, made) = (p.waiters, p.made.clone());
                     reg.inflight.remove(k);
+                    // Set with the leases, under the lock: a waiter that
+                    // gives up finds them here.
+                    let _ = made.set(session.clone());
                     reg.backoff.remove(k);
                     reg.gone.pop(k);
                     session.reserve(waiters);

@@ -139,7 +139,14 @@ pub(crate) struct Pending {
     /// of them before anybody else can see it idle, so it reaches them
     /// before it can be evicted.
     pub(crate) waiters: usize,
+    /// The session, once promoted with a lease for each waiter: a waiter
+    /// that does not take it gives its lease back here, wherever the
+    /// session has gone since.
+    pub(crate) made: Made,
 }
+
+/// Where a creation's waiters find the session their leases are on.
+pub(crate) type Made = Arc<OnceLock<Arc<SessionInner>>>;
 
 /// A key whose last creation failed: no new attempt before `until`.
 pub(crate) struct Backoff {

@@ -316,6 +316,50 @@ async fn a_changed_config_replaces_the_session_once_its_callers_are_done() {
     servers.assert_none_alive();
 }
 
+/// A creation finished and leased to its caller, who has not taken it yet
+/// when a caller with another config replaces it: the first caller's lease
+/// is given back, so the old session closes instead of waiting for it.
+#[tokio::test(start_paused = true)]
+async fn a_session_replaced_before_its_caller_took_it_still_closes() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (old_cfg, _) = gated_in_process(gate.clone());
+    let new_cfg = old_cfg.clone().call_timeout(Duration::from_secs(60));
+    let pool = SessionPool::builder()
+        .owner_runtime(OwnerRuntime::Caller)
+        .close_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut first = std::pin::pin!(pool.get_session("srv", "t", &old_cfg));
+    // Polled once: it waits for the creation, held at the gate.
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut first)
+            .await
+            .is_err()
+    );
+    gate.add_permits(10);
+    while pool.status().live == 0 {
+        tokio::task::yield_now().await;
+    }
+    let replacing = tokio::spawn({
+        let (pool, new_cfg) = (pool.clone(), new_cfg.clone());
+        async move { pool.get_session("srv", "t", &new_cfg).await }
+    });
+    while pool.status().closing == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The first caller looks only now: its session is already taken out.
+    drop(first.await);
+    drop(replacing.await.unwrap());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let status = pool.status();
+    assert_eq!(
+        status.closing, 0,
+        "a session waits for a lease nobody holds: {status:?}"
+    );
+    assert!(status.closed(CloseReason::ConfigChanged) >= 1, "{status:?}");
+    pool.close_all().await;
+}
+
 #[tokio::test]
 async fn a_setting_for_another_transport_is_refused() {
     let pool = SessionPool::new();
