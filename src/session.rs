@@ -152,8 +152,9 @@ impl SessionInner {
         }
     }
 
-    /// Whether a release came since `last_used` was stamped. `SeqCst`: a
-    /// release counted by [`busy`](Self::busy) has its flag seen here.
+    /// Whether a release came since `last_used` was stamped. A release
+    /// that [`busy`](Self::busy) counted has its flag seen here: the flag is
+    /// stored before the count, which `busy` reads with acquire.
     pub(crate) fn used_since_stamp(&self) -> bool {
         self.used.load(Ordering::SeqCst)
     }
@@ -168,8 +169,9 @@ impl SessionInner {
         let nanos = Instant::now()
             .saturating_duration_since(self.epoch)
             .as_nanos();
+        // The latest wins: two releases may stamp out of order.
         self.last_used
-            .store(nanos.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+            .fetch_max(nanos.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Marks the session busy and returns a handle that releases it on drop.
@@ -262,7 +264,8 @@ pub struct Session {
 }
 
 impl Clone for Session {
-    /// Another handle, busy like this one: no allocation, one atomic add.
+    /// Another handle, busy like this one: no allocation, one atomic
+    /// subtract (from the releases).
     fn clone(&self) -> Self {
         // Before the original can be dropped: its release never makes the
         // count look zero while this clone lives.

@@ -70,7 +70,8 @@ impl Slots {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// A session went idle (its busy count fell to 0, with `SeqCst`): wake
+    /// A session went idle (its last handle's release, a `SeqCst` count of
+    /// releases that met its leases): wake
     /// the caller at the head, which may evict it. Costs one atomic load
     /// when nobody waits.
     pub(crate) fn released(&self) {
