@@ -145,12 +145,12 @@ impl Core {
         let mut reg = self.registry.lock();
         let key = link.current_key(key);
         let k: &dyn KeyView = &key;
+        // Busy first: no lease is taken under this lock, so a release since
+        // the owner's look has its `used` flag seen after it.
         let idle = reg.live.peek(k).is_some_and(|l| {
             l.link.generation == link.generation
-                    && l.session.busy() == 0
-                    // Busy first: no lease is taken under this lock, so a
-                    // release since the owner's look has its flag seen here.
-                    && (reason != CloseReason::IdleTimeout || !l.session.used_since_stamp())
+                && l.session.busy() == 0
+                && (reason != CloseReason::IdleTimeout || !l.session.used_since_stamp())
         });
         idle && reg.remove_live(k, reason).is_some()
     }

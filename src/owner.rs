@@ -240,7 +240,7 @@ impl OwnerTask {
 /// How often an idle session's owner looks for releases it was not woken
 /// for: a sixteenth of the idle timeout, at least a millisecond. An idle
 /// session expires at most this much after its timeout.
-pub(crate) fn look_every(idle_timeout: Duration) -> Duration {
+fn look_every(idle_timeout: Duration) -> Duration {
     (idle_timeout / 16).max(Duration::from_millis(1))
 }
 

@@ -177,7 +177,7 @@ impl SessionInner {
     /// Marks the session busy and returns a handle that releases it on drop.
     /// Under the registry lock, so eviction and expiry see it.
     pub(crate) fn lease(self: &Arc<Self>) -> Session {
-        // No timestamp: a busy session does not idle, and the release stamps it.
+        // No timestamp: a busy session does not idle, and the release marks it used.
         self.count_leases(1);
         self.leased()
     }
@@ -220,7 +220,7 @@ impl SessionInner {
         busy
     }
 
-    /// A handle for a lease already counted in `busy`.
+    /// A handle for a lease already counted by [`reserve`](Self::reserve).
     pub(crate) fn leased(self: &Arc<Self>) -> Session {
         // Told once, to the first handle of this generation; one load on
         // the hit path once told.
